@@ -1,0 +1,61 @@
+// OpKernel: the forward and backward rule of one op, instantiated per node.
+// A kernel is prepared for a set of input shapes once (creating oneDNN
+// primitives and scratch memory), then run many times without allocating.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "leanai/core/rng.h"
+#include "leanai/core/tensor.h"
+#include "leanai/graph/graph.h"
+
+namespace leanai {
+
+struct RunContext {
+  bool training = false;
+  Rng* rng = nullptr;
+};
+
+using Inputs = std::vector<const Tensor*>;
+using InputGrads = std::vector<Tensor*>;
+
+class OpKernel {
+ public:
+  virtual ~OpKernel() = default;
+  // Called before the first run and whenever input shapes change. Checks the
+  // shapes (throwing Error with a clear message) and returns the output shape.
+  virtual Shape prepare(const std::vector<Shape>& in_shapes, bool training) = 0;
+  virtual void forward(const Inputs& in, Tensor& out, RunContext& ctx) = 0;
+  // Writes (does not accumulate) d(loss)/d(input i) into *din[i]; din[i] is
+  // null when input i needs no gradient.
+  virtual void backward(const Inputs& in, const Tensor& out, const Tensor& dout, const InputGrads& din,
+                        RunContext& ctx) = 0;
+  // Output dtype (f32 for every op so far).
+  virtual DType out_dtype() const { return DType::f32; }
+  // Multiply-adds x2 of one forward pass, for `leanai info`.
+  virtual double flops(const std::vector<Shape>& in_shapes, const Shape& out_shape) const { return 0; }
+};
+
+struct OpInfo {
+  std::string name;
+  int min_inputs = 1;
+  int max_inputs = 1;
+  // Which inputs are differentiable (e.g. cross_entropy's labels are not).
+  std::function<bool(int input_index)> differentiable = [](int) { return true; };
+  std::function<std::unique_ptr<OpKernel>(const Node&)> make;
+};
+
+void register_op(OpInfo info);
+// Throws Error naming the op and listing the known ones when it is unknown.
+const OpInfo& find_op(const std::string& name);
+bool has_op(const std::string& name);
+std::vector<std::string> op_names();
+
+// Attribute helpers: clear errors when an attribute is missing or mistyped.
+int64_t attr_int(const Node& n, const std::string& key, int64_t fallback);
+double attr_float(const Node& n, const std::string& key, double fallback);
+std::vector<int64_t> attr_ints(const Node& n, const std::string& key, std::vector<int64_t> fallback);
+
+}  // namespace leanai

@@ -1,0 +1,84 @@
+// Elementwise activations: relu, leaky_relu, gelu (exact, erf form), sigmoid, tanh.
+// Memory-bound loops; OpenMP splits them only when large enough to pay off.
+#include <cmath>
+
+#include "leanai/graph/op.h"
+
+namespace leanai {
+namespace {
+
+constexpr int64_t kParallelMin = 1 << 15;
+
+// F supplies y = f(x) and dx = dy * f'(x, y).
+template <typename F>
+class UnaryKernel : public OpKernel {
+ public:
+  explicit UnaryKernel(F f) : f_(f) {}
+  Shape prepare(const std::vector<Shape>& in, bool) override { return in[0]; }
+  void forward(const Inputs& in, Tensor& out, RunContext&) override {
+    const float* x = in[0]->data<float>();
+    float* y = out.data<float>();
+    const int64_t n = out.numel();
+#pragma omp parallel for simd if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) y[i] = f_.fwd(x[i]);
+  }
+  void backward(const Inputs& in, const Tensor& out, const Tensor& dy, const InputGrads& din, RunContext&) override {
+    if (!din[0]) return;
+    const float* x = in[0]->data<float>();
+    const float* y = out.data<float>();
+    const float* g = dy.data<float>();
+    float* dx = din[0]->data<float>();
+    const int64_t n = out.numel();
+#pragma omp parallel for simd if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) dx[i] = g[i] * f_.grad(x[i], y[i]);
+  }
+  double flops(const std::vector<Shape>& in, const Shape&) const override { return static_cast<double>(shape_numel(in[0])); }
+
+ private:
+  F f_;
+};
+
+struct Relu {
+  float fwd(float x) const { return x > 0.0f ? x : 0.0f; }
+  float grad(float x, float) const { return x > 0.0f ? 1.0f : 0.0f; }
+};
+struct LeakyRelu {
+  float alpha;
+  float fwd(float x) const { return x > 0.0f ? x : alpha * x; }
+  float grad(float x, float) const { return x > 0.0f ? 1.0f : alpha; }
+};
+struct Gelu {  // x * Phi(x)
+  float fwd(float x) const { return 0.5f * x * (1.0f + std::erf(x * 0.70710678f)); }
+  float grad(float x, float) const {
+    float cdf = 0.5f * (1.0f + std::erf(x * 0.70710678f));
+    float pdf = 0.39894228f * std::exp(-0.5f * x * x);
+    return cdf + x * pdf;
+  }
+};
+struct Sigmoid {
+  float fwd(float x) const { return 1.0f / (1.0f + std::exp(-x)); }
+  float grad(float, float y) const { return y * (1.0f - y); }
+};
+struct Tanh {
+  float fwd(float x) const { return std::tanh(x); }
+  float grad(float, float y) const { return 1.0f - y * y; }
+};
+
+template <typename F>
+OpInfo unary(const std::string& name, F f) {
+  return {name, 1, 1, [](int) { return true; }, [f](const Node&) { return std::make_unique<UnaryKernel<F>>(f); }};
+}
+
+}  // namespace
+
+void register_activation_ops() {
+  register_op(unary("relu", Relu{}));
+  register_op(unary("gelu", Gelu{}));
+  register_op(unary("sigmoid", Sigmoid{}));
+  register_op(unary("tanh", Tanh{}));
+  register_op({"leaky_relu", 1, 1, [](int) { return true; }, [](const Node& n) {
+                 return std::make_unique<UnaryKernel<LeakyRelu>>(LeakyRelu{static_cast<float>(attr_float(n, "alpha", 0.01))});
+               }});
+}
+
+}  // namespace leanai

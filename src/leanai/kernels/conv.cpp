@@ -1,0 +1,169 @@
+// conv2d on oneDNN: x [N, C, H, W], weight [OC, C/groups, KH, KW], optional
+// bias [OC]; attributes stride, padding, dilation (PyTorch meaning: 1 = none)
+// and groups. oneDNN picks its preferred (blocked) layouts; LayoutBridge
+// reorders at the edges, and each reorder is skipped when layouts already match.
+#include <dnnl.hpp>
+
+#include "leanai/core/error.h"
+#include "leanai/graph/op.h"
+#include "leanai/kernels/dnnl_context.h"
+
+namespace leanai {
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+using md = dnnl::memory::desc;
+
+class Conv2dKernel : public OpKernel {
+ public:
+  explicit Conv2dKernel(const Node& n)
+      : stride_(attr_ints(n, "stride", {1, 1})),
+        pad_(attr_ints(n, "padding", {0, 0})),
+        dilation_(attr_ints(n, "dilation", {1, 1})),
+        groups_(attr_int(n, "groups", 1)) {
+    check(stride_.size() == 2 && pad_.size() == 2 && dilation_.size() == 2,
+          "conv2d: stride, padding and dilation take one or two integers");
+    for (int i = 0; i < 2; ++i)
+      check(stride_[i] >= 1 && pad_[i] >= 0 && dilation_[i] >= 1,
+            "conv2d: stride and dilation must be >= 1 and padding >= 0");
+    check(groups_ >= 1, "conv2d: groups must be >= 1");
+  }
+
+  Shape prepare(const std::vector<Shape>& in, bool training) override {
+    const Shape& x = in[0];
+    const Shape& w = in[1];
+    check(x.size() == 4, "conv2d expects input [N, C, H, W], got " + shape_str(x));
+    check(w.size() == 4, "conv2d weight must be [OC, C/groups, KH, KW], got " + shape_str(w));
+    check(x[1] % groups_ == 0 && w[0] % groups_ == 0, "conv2d: channels must divide by groups");
+    check(w[1] * groups_ == x[1], "conv2d: input has " + std::to_string(x[1]) + " channels, the weight expects " +
+                                      std::to_string(w[1] * groups_) + " (input " + shape_str(x) + ", weight " +
+                                      shape_str(w) + ")");
+    has_bias_ = in.size() == 3;
+    if (has_bias_) check(in[2] == Shape{w[0]}, "conv2d bias must be [" + std::to_string(w[0]) + "]");
+    Shape y = {x[0], w[0], 0, 0};
+    dnnl::memory::dims pad_r(2), dil(2);
+    for (int i = 0; i < 2; ++i) {
+      int64_t extent = dilation_[i] * (w[2 + i] - 1) + 1;
+      int64_t span = x[2 + i] + 2 * pad_[i] - extent;
+      check(span >= 0, "conv2d: kernel " + shape_str({w[2], w[3]}) + " is larger than the padded input " +
+                           shape_str(x));
+      y[2 + i] = span / stride_[i] + 1;
+      pad_r[i] = (y[2 + i] - 1) * stride_[i] + extent - x[2 + i] - pad_[i];
+      dil[i] = dilation_[i] - 1;
+    }
+    x_shape_ = x;
+    w_shape_ = w;
+    y_shape_ = y;
+    flops_ = 2.0 * shape_numel(y) * w[1] * w[2] * w[3];
+
+    auto& eng = cpu_engine();
+    dnnl::memory::dims strides(stride_.begin(), stride_.end()), pad_l(pad_.begin(), pad_.end());
+    dnnl::memory::dims wdims = groups_ == 1 ? to_dims(w) : dnnl::memory::dims{groups_, w[0] / groups_, w[1], w[2], w[3]};
+    md x_any(to_dims(x), dt::f32, tag::any), w_any(wdims, dt::f32, tag::any), y_any(to_dims(y), dt::f32, tag::any);
+    md b_md(dnnl::memory::dims{w[0]}, dt::f32, tag::a);
+    x_plain_ = plain_desc(x);
+    w_plain_ = md(wdims, dt::f32, groups_ == 1 ? tag::oihw : tag::goihw);
+    y_plain_ = plain_desc(y);
+
+    auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+    auto fdesc = has_bias_ ? dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, x_any, w_any,
+                                                             b_md, y_any, strides, dil, pad_l, pad_r)
+                           : dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, x_any, w_any,
+                                                             y_any, strides, dil, pad_l, pad_r);
+    fwd_pd_ = dnnl::convolution_forward::primitive_desc(fdesc, eng);
+    fwd_ = dnnl::convolution_forward(fwd_pd_);
+    fx_.prepare(x_plain_, fwd_pd_.src_desc(), true);
+    fw_.prepare(w_plain_, fwd_pd_.weights_desc(), true);
+    fy_.prepare(y_plain_, fwd_pd_.dst_desc(), false);
+    if (!training) return y;
+
+    auto bd_desc = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, x_any, w_any, y_any,
+                                                         strides, dil, pad_l, pad_r);
+    bd_pd_ = dnnl::convolution_backward_data::primitive_desc(bd_desc, eng, fwd_pd_);
+    bd_ = dnnl::convolution_backward_data(bd_pd_);
+    bd_dy_.prepare(y_plain_, bd_pd_.diff_dst_desc(), true);
+    bd_w_.prepare(w_plain_, bd_pd_.weights_desc(), true);
+    bd_dx_.prepare(x_plain_, bd_pd_.diff_src_desc(), false);
+
+    auto bw_desc = has_bias_ ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, x_any,
+                                                                        w_any, b_md, y_any, strides, dil, pad_l, pad_r)
+                             : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, x_any,
+                                                                        w_any, y_any, strides, dil, pad_l, pad_r);
+    bw_pd_ = dnnl::convolution_backward_weights::primitive_desc(bw_desc, eng, fwd_pd_);
+    bw_ = dnnl::convolution_backward_weights(bw_pd_);
+    bw_x_.prepare(x_plain_, bw_pd_.src_desc(), true);
+    bw_dy_.prepare(y_plain_, bw_pd_.diff_dst_desc(), true);
+    bw_dw_.prepare(w_plain_, bw_pd_.diff_weights_desc(), false);
+    return y;
+  }
+
+  void forward(const Inputs& in, Tensor& y, RunContext&) override {
+    std::unordered_map<int, dnnl::memory> args = {
+        {DNNL_ARG_SRC, fx_.in(*in[0])}, {DNNL_ARG_WEIGHTS, fw_.in(*in[1])}, {DNNL_ARG_DST, fy_.out(y)}};
+    if (has_bias_) args[DNNL_ARG_BIAS] = wrap(md({w_shape_[0]}, dt::f32, tag::a), *in[2]);
+    fwd_.execute(cpu_stream(), args);
+    fy_.finish(y);
+  }
+
+  void backward(const Inputs& in, const Tensor&, const Tensor& dy, const InputGrads& din, RunContext&) override {
+    check(static_cast<bool>(bw_), "conv2d backward needs the kernel prepared for training");
+    // The reordered diff_dst is shared by both passes when they want the same layout.
+    dnnl::memory dy_w = bw_dy_.in(dy);
+    if (din[1] || (has_bias_ && din[2])) {
+      // Reuse the forward pass's reordered src when the layouts agree.
+      dnnl::memory x_mem = bw_pd_.src_desc() == fwd_pd_.src_desc() && fx_.needed() ? fx_.in_cached() : bw_x_.in(*in[0]);
+      Tensor& dw = din[1] ? *din[1] : scratch_w(in[1]->shape());
+      std::unordered_map<int, dnnl::memory> args = {
+          {DNNL_ARG_SRC, x_mem}, {DNNL_ARG_DIFF_DST, dy_w}, {DNNL_ARG_DIFF_WEIGHTS, bw_dw_.out(dw)}};
+      Tensor db_dummy;
+      if (has_bias_) {
+        Tensor& db = din[2] ? *din[2] : scratch_b();
+        args[DNNL_ARG_DIFF_BIAS] = wrap(md({w_shape_[0]}, dt::f32, tag::a), db);
+      }
+      bw_.execute(cpu_stream(), args);
+      bw_dw_.finish(dw);
+    }
+    if (din[0]) {
+      dnnl::memory dy_d = bd_pd_.diff_dst_desc() == bw_pd_.diff_dst_desc() && bw_dy_.needed() ? dy_w : bd_dy_.in(dy);
+      bd_.execute(cpu_stream(), {{DNNL_ARG_DIFF_DST, dy_d}, {DNNL_ARG_WEIGHTS, bd_w_.in(*in[1])},
+                                 {DNNL_ARG_DIFF_SRC, bd_dx_.out(*din[0])}});
+      bd_dx_.finish(*din[0]);
+    }
+  }
+
+  double flops(const std::vector<Shape>&, const Shape&) const override { return flops_; }
+
+ private:
+  Tensor& scratch_w(const Shape& s) {
+    if (!dw_scratch_.defined()) dw_scratch_ = Tensor::empty(s);
+    return dw_scratch_;
+  }
+  Tensor& scratch_b() {
+    if (!db_scratch_.defined()) db_scratch_ = Tensor::empty({w_shape_[0]});
+    return db_scratch_;
+  }
+
+  std::vector<int64_t> stride_, pad_, dilation_;
+  int64_t groups_;
+  bool has_bias_ = false;
+  double flops_ = 0;
+  Shape x_shape_, w_shape_, y_shape_;
+  md x_plain_, w_plain_, y_plain_;
+  dnnl::convolution_forward::primitive_desc fwd_pd_;
+  dnnl::convolution_forward fwd_;
+  dnnl::convolution_backward_data::primitive_desc bd_pd_;
+  dnnl::convolution_backward_data bd_;
+  dnnl::convolution_backward_weights::primitive_desc bw_pd_;
+  dnnl::convolution_backward_weights bw_;
+  LayoutBridge fx_, fw_, fy_, bd_dy_, bd_w_, bd_dx_, bw_x_, bw_dy_, bw_dw_;
+  Tensor dw_scratch_, db_scratch_;
+};
+
+}  // namespace
+
+void register_conv_ops() {
+  register_op({"conv2d", 2, 3, [](int) { return true; }, [](const Node& n) { return std::make_unique<Conv2dKernel>(n); }});
+}
+
+}  // namespace leanai

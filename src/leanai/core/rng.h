@@ -2,6 +2,7 @@
 // same seed draws the same numbers on every machine (std:: distributions differ
 // between standard libraries, so we do our own).
 #pragma once
+#include <array>
 #include <cmath>
 #include <cstdint>
 
@@ -21,6 +22,11 @@ class Rng {
     s_[2] ^= t;
     s_[3] = rotl(s_[3], 45);
     return result;
+  }
+  // The full generator state, for checkpoints that resume exactly.
+  std::array<uint64_t, 4> state() const { return {s_[0], s_[1], s_[2], s_[3]}; }
+  void set_state(const std::array<uint64_t, 4>& st) {
+    for (int i = 0; i < 4; ++i) s_[i] = st[i];
   }
   // Uniform in [0, 1).
   float uniform() { return static_cast<float>(next_u64() >> 40) * (1.0f / 16777216.0f); }

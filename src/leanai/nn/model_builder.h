@@ -1,0 +1,44 @@
+// ModelBuilder: builds a sequential Graph layer by layer, tracking the sample
+// shape and initializing weights as PyTorch does (uniform in +-1/sqrt(fan_in)),
+// so a leanai model and its PyTorch twin start from the same distribution.
+#pragma once
+#include <string>
+
+#include "leanai/core/rng.h"
+#include "leanai/graph/graph.h"
+
+namespace leanai {
+
+class ModelBuilder {
+ public:
+  ModelBuilder(const Shape& sample_shape, uint64_t seed);
+
+  ModelBuilder& linear(int64_t out, bool bias = true);
+  ModelBuilder& conv2d(int64_t out_channels, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
+                       int64_t dilation = 1, int64_t groups = 1, bool bias = true);
+  ModelBuilder& batchnorm(double eps = 1e-5, double momentum = 0.1);
+  ModelBuilder& layernorm(double eps = 1e-5);
+  ModelBuilder& activation(const std::string& op);  // relu, gelu, sigmoid, tanh, leaky_relu
+  ModelBuilder& maxpool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+  ModelBuilder& avgpool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+  ModelBuilder& global_avgpool();
+  ModelBuilder& flatten();
+  ModelBuilder& dropout(double p);
+  ModelBuilder& softmax();
+
+  const Shape& shape() const { return shape_; }  // current sample shape
+  Graph finish();
+
+ private:
+  std::string next_name(const std::string& kind);
+  int add_uniform_param(const std::string& name, const Shape& shape, float bound);
+  void append(const std::string& op, std::vector<int> inputs, json attrs);
+
+  Graph graph_;
+  Rng rng_;
+  Shape shape_;
+  int current_;
+  int layer_index_ = 0;
+};
+
+}  // namespace leanai

@@ -1,3 +1,42 @@
-// Placeholder entry until the subcommands land (replaced in this change set).
+// leanai: train, evaluate, run and inspect models.
 #include <cstdio>
-int main() { std::puts("leanai"); return 0; }
+#include <new>
+
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+#include "leanai/core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"leanai: train, shrink, deploy and monitor lean models on CPUs"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "leanai 0.1.0");
+  leanai::cli::add_train_command(app);
+  leanai::cli::add_eval_command(app);
+  leanai::cli::add_predict_command(app);
+  leanai::cli::add_info_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, with the way out.
+    std::fprintf(stderr, "leanai: error: %s (see 'leanai %s--help')\n", e.what(),
+                 app.get_subcommands().empty() ? "" : (app.get_subcommands()[0]->get_name() + " ").c_str());
+    return 2;
+  } catch (const leanai::Error& e) {
+    std::fprintf(stderr, "leanai: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "leanai: error: out of memory; try a smaller --batch-size\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "leanai: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

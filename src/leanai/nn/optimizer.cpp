@@ -8,6 +8,27 @@ namespace leanai {
 namespace {
 
 constexpr int64_t kParallelMin = 1 << 14;
+constexpr int64_t kChunk = 1 << 14;
+
+struct AdamCoeffs {
+  float b1, b2, eps, wd, lr, step_size, bc2_sqrt;
+  bool decoupled;
+};
+
+// One Adam update over n values. Built for several ISAs and picked at load
+// time (ifunc): the package must run on any x86-64, and this loop is
+// memory-bound, so wide loads matter more than anything else.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void adam_update(float* w, const float* g, float* m, float* v, int64_t n, AdamCoeffs c) {
+  for (int64_t i = 0; i < n; ++i) {
+    float gi = g[i];
+    if (c.decoupled) w[i] *= 1.0f - c.lr * c.wd;
+    else gi += c.wd * w[i];
+    m[i] = c.b1 * m[i] + (1.0f - c.b1) * gi;
+    v[i] = c.b2 * v[i] + (1.0f - c.b2) * gi * gi;
+    w[i] -= c.step_size * m[i] / (std::sqrt(v[i]) / c.bc2_sqrt + c.eps);
+  }
+}
 
 class Sgd : public Optimizer {
  public:
@@ -68,25 +89,20 @@ class Adam : public Optimizer {
   }
   void step() override {
     ++steps_;
-    const float b1 = c_.beta1, b2 = c_.beta2, eps = c_.eps, wd = c_.weight_decay, lr = lr_;
-    const float bc1 = 1.0f - static_cast<float>(std::pow(b1, steps_));
-    const float bc2_sqrt = std::sqrt(1.0f - static_cast<float>(std::pow(b2, steps_)));
-    const float step_size = lr / bc1;
-    const bool decoupled = decoupled_;
+    const float bc1 = 1.0f - static_cast<float>(std::pow(c_.beta1, steps_));
+    const float bc2_sqrt = std::sqrt(1.0f - static_cast<float>(std::pow(c_.beta2, steps_)));
+    const AdamCoeffs k{c_.beta1, c_.beta2, c_.eps, c_.weight_decay, lr_, lr_ / bc1, bc2_sqrt, decoupled_};
     for (auto& p : params_) {
       float* w = p.value.data<float>();
       const float* g = p.grad.data<float>();
       float* m = m_[p.name].data<float>();
       float* v = v_[p.name].data<float>();
       const int64_t n = p.value.numel();
-#pragma omp parallel for simd if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) {
-        float gi = g[i];
-        if (decoupled) w[i] *= 1.0f - lr * wd;
-        else gi += wd * w[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * gi;
-        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-        w[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
+      const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for if (n > kParallelMin)
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t begin = c * kChunk, len = std::min(kChunk, n - begin);
+        adam_update(w + begin, g + begin, m + begin, v + begin, len, k);
       }
     }
   }

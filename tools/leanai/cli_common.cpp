@@ -1,0 +1,79 @@
+#include "cli_common.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "leanai/core/error.h"
+#include "leanai/core/threads.h"
+#include "leanai/nn/models.h"
+
+namespace leanai::cli {
+
+void DataOptions::add_to(CLI::App& cmd, bool with_defaults) {
+  auto* d = cmd.add_option("--data", spec,
+                           "'fashion-mnist', a directory of MNIST-style IDX files, or a .csv file");
+  if (with_defaults) d->capture_default_str();
+  cmd.add_option("--label", label, "CSV: the label column (default: the last column)");
+  cmd.add_option("--task", task, "CSV: classification or regression")->check(CLI::IsMember({"classification", "regression"}));
+  cmd.add_flag("--no-standardize", no_standardize, "CSV: keep features unscaled");
+  cmd.add_option("--test-fraction", test_fraction, "CSV: share of rows held out as the test split")
+      ->check(CLI::Range(0.01, 0.9))
+      ->capture_default_str();
+}
+
+CsvOptions DataOptions::csv() const {
+  CsvOptions o;
+  o.label_column = label;
+  o.task = parsed_task();
+  o.standardize = !no_standardize;
+  return o;
+}
+
+Task DataOptions::parsed_task() const { return task == "regression" ? Task::regression : Task::classification; }
+
+LoadedData load_data(const DataOptions& opt, uint64_t seed) {
+  LoadedData d;
+  d.source = resolve_data(opt.spec, opt.csv());
+  d.splits = prepare_splits(d.source, opt.test_fraction, seed);
+  return d;
+}
+
+json data_info(const DataOptions& opt, const LoadedData& data, uint64_t seed) {
+  const DataSource& src = data.source;
+  json j = {{"spec", opt.spec}, {"task", opt.task}, {"label", opt.label}, {"standardize", !opt.no_standardize},
+            {"test_fraction", opt.test_fraction}, {"split_seed", seed}, {"description", src.description},
+            {"class_names", src.class_names}, {"feature_names", src.feature_names}};
+  if (data.splits.standardizer) j["standardizer"] = data.splits.standardizer->to_json();
+  return j;
+}
+
+DataOptions data_options_from_info(const json& info) {
+  DataOptions o;
+  const json d = info.value("data", json::object());
+  o.spec = d.value("spec", o.spec);
+  o.task = d.value("task", o.task);
+  o.label = d.value("label", o.label);
+  o.no_standardize = !d.value("standardize", true);
+  o.test_fraction = d.value("test_fraction", o.test_fraction);
+  return o;
+}
+
+Graph build_model(const std::string& model, const Shape& sample_shape, int64_t num_outputs, uint64_t seed) {
+  if (is_preset(model)) return build_preset(model, sample_shape, num_outputs, seed);
+  const bool looks_like_file = model.find('/') != std::string::npos || model.find(".json") != std::string::npos ||
+                               std::filesystem::exists(model);
+  if (!looks_like_file) return build_preset(model, sample_shape, num_outputs, seed);  // error lists the presets
+  return build_from_spec(read_spec_file(model), sample_shape, num_outputs, seed);
+}
+
+void apply_threads(int threads) {
+  check(threads >= 0 && threads <= 1024, "--threads must be between 0 (all cores) and 1024");
+  set_num_threads(threads);
+}
+
+void print_json(const json& j) {
+  std::printf("%s\n", j.dump().c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace leanai::cli

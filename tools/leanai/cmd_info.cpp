@@ -1,0 +1,101 @@
+// leanai info: layers, parameters, FLOPs per sample and size of a saved model
+// or a preset.
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "leanai/core/error.h"
+#include "leanai/graph/executor.h"
+#include "leanai/io/model_file.h"
+#include "leanai/nn/models.h"
+
+namespace leanai::cli {
+namespace {
+
+struct InfoOptions {
+  std::string model;
+  std::string input_shape = "1,28,28";
+  int64_t classes = 10;
+  bool json = false;
+};
+
+Shape parse_shape(const std::string& s) {
+  Shape out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t comma = s.find(',', pos);
+    const std::string part = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    char* end = nullptr;
+    const long long v = std::strtoll(part.c_str(), &end, 10);
+    check(!part.empty() && end && *end == '\0' && v > 0 && v < (1 << 24),
+          "--input-shape must be positive integers separated by commas, e.g. 1,28,28");
+    out.push_back(v);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+void run_info(const InfoOptions& o) {
+  Graph g;
+  json info;
+  int64_t file_bytes = -1;
+  if (std::filesystem::is_regular_file(o.model)) {
+    LoadedModel m = load_model(o.model);
+    g = m.graph;
+    info = m.info;
+    file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.model));
+  } else {
+    g = build_model(o.model, parse_shape(o.input_shape), o.classes, 0);
+  }
+  Executor ex(g);
+  const double flops = ex.flops_per_sample();
+  json layers = json::array();
+  for (const Node& n : g.nodes()) {
+    if (n.op == "param") continue;
+    json params = json::array();
+    for (int i : n.inputs)
+      if (g.node(i).op == "param") params.push_back(g.node(i).name);
+    const Shape out = ex.value(n.id).shape();
+    layers.push_back({{"id", n.id}, {"op", n.op}, {"output", Shape(out.begin() + 1, out.end())}, {"params", params}, {"attrs", n.attrs}});
+  }
+  int64_t param_bytes = 0, buffers = 0;
+  for (auto& [name, p] : g.params()) {
+    param_bytes += static_cast<int64_t>(p.value.nbytes());
+    if (!p.trainable) buffers += p.value.numel();
+  }
+  json j = {{"model", o.model}, {"layers", layers}, {"parameters", g.num_trainable_parameters()}, {"buffers", buffers},
+            {"flops_per_sample", flops}, {"param_bytes", param_bytes}};
+  if (file_bytes >= 0) j["file_bytes"] = file_bytes;
+  if (!info.is_null()) j["info"] = info;
+  if (o.json) return print_json(j);
+
+  std::printf("%-4s %-16s %-16s %s\n", "id", "op", "output", "parameters");
+  for (const json& l : layers)
+    std::printf("%-4d %-16s %-16s %s\n", l["id"].get<int>(), l["op"].get<std::string>().c_str(),
+                shape_str(l["output"].get<Shape>()).c_str(), l["params"].dump().c_str());
+  std::printf("\nparameters: %lld trainable (+%lld buffers)\n", static_cast<long long>(g.num_trainable_parameters()),
+              static_cast<long long>(buffers));
+  std::printf("FLOPs per sample (forward): %.3f M\n", flops / 1e6);
+  std::printf("size: %.1f KiB of parameters", param_bytes / 1024.0);
+  if (file_bytes >= 0) std::printf(", %.1f KiB file", file_bytes / 1024.0);
+  std::printf("\n");
+  if (info.contains("training") && info["training"].contains("test"))
+    std::printf("test accuracy when saved: %.4f\n", info["training"]["test"].value("accuracy", 0.0));
+}
+
+}  // namespace
+
+void add_info_command(CLI::App& app) {
+  auto opt = std::make_shared<InfoOptions>();
+  CLI::App* cmd = app.add_subcommand("info", "Layers, parameters, FLOPs per sample and size of a model");
+  cmd->add_option("model", opt->model, "model file, preset name or JSON spec")->required();
+  cmd->add_option("--input-shape", opt->input_shape, "for presets/specs: sample shape, e.g. 1,28,28 or 13")->capture_default_str();
+  cmd->add_option("--classes", opt->classes, "for presets/specs: number of outputs")->check(CLI::Range(int64_t{1}, int64_t{1} << 20))->capture_default_str();
+  cmd->add_flag("--json", opt->json, "one JSON object on stdout");
+  cmd->callback([opt] { run_info(*opt); });
+}
+
+}  // namespace leanai::cli

@@ -1,0 +1,193 @@
+// leanai train: fit a preset or a JSON-spec model, evaluate it on the test
+// split, and save it (atomically) with everything eval/predict need.
+#include <cmath>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "leanai/core/error.h"
+#include "leanai/core/threads.h"
+#include "leanai/data/split.h"
+#include "leanai/io/model_file.h"
+#include "leanai/nn/trainer.h"
+#include "progress.h"
+
+namespace leanai::cli {
+namespace {
+
+struct TrainOptions {
+  DataOptions data;
+  std::string model = "cnn";
+  std::string out = "model.leanai";
+  std::string checkpoint;
+  std::string resume;
+  int epochs = 5;
+  int64_t batch_size = 128;
+  std::string optimizer = "adam";
+  float lr = 1e-3f;
+  float momentum = 0.9f;
+  bool nesterov = false;
+  float weight_decay = 0.0f;
+  std::string schedule = "constant";
+  int64_t warmup = 0;
+  int step_epochs = 1;
+  float gamma = 0.1f;
+  double clip_norm = 0.0;
+  float label_smoothing = 0.0f;
+  double val_fraction = 0.0;
+  int threads = 0;
+  uint64_t seed = 0;
+  bool json = false;
+  bool quiet = false;
+};
+
+TrainConfig make_config(const TrainOptions& o, int64_t batches_per_epoch) {
+  TrainConfig c;
+  c.epochs = o.epochs;
+  c.batch_size = o.batch_size;
+  c.optimizer.kind = o.optimizer;
+  c.optimizer.lr = o.lr;
+  c.optimizer.momentum = o.optimizer == "sgd" ? o.momentum : 0.0f;
+  c.optimizer.nesterov = o.nesterov;
+  c.optimizer.weight_decay = o.weight_decay;
+  c.schedule.kind = o.schedule;
+  c.schedule.warmup = o.warmup;
+  c.schedule.total = static_cast<int64_t>(o.epochs) * batches_per_epoch;
+  c.schedule.step_size = std::max<int64_t>(1, static_cast<int64_t>(o.step_epochs) * batches_per_epoch);
+  c.schedule.gamma = o.gamma;
+  c.clip_norm = o.clip_norm;
+  c.label_smoothing = o.label_smoothing;
+  c.seed = o.seed;
+  return c;
+}
+
+void run_train(const TrainOptions& o) {
+  check(!(o.nesterov && o.optimizer != "sgd"), "--nesterov applies to --optimizer sgd only");
+  check(!o.out.empty(), "--out must name a file");
+  const auto out_dir = std::filesystem::path(o.out).parent_path();
+  check(out_dir.empty() || std::filesystem::is_directory(out_dir),
+        "--out: directory '" + out_dir.string() + "' does not exist; create it first");
+  apply_threads(o.threads);
+
+  LoadedData data = load_data(o.data, o.seed);
+  std::shared_ptr<InMemoryDataset> train = data.splits.train, val;
+  if (o.val_fraction > 0.0) std::tie(train, val) = train_val_split(*train, o.val_fraction, o.seed);
+  const Task task = train->task();
+  const int64_t outputs = train->num_outputs();
+  const int64_t batches = (train->size() + o.batch_size - 1) / o.batch_size;
+
+  LoadedModel resumed;
+  Graph model;
+  if (!o.resume.empty()) {
+    resumed = load_model(o.resume);
+    check(resumed.is_checkpoint(), o.resume + ": a model file, not a checkpoint; write one with --checkpoint");
+    model = resumed.graph;
+  } else {
+    model = build_model(o.model, train->sample_shape(), outputs, o.seed);
+  }
+  TrainConfig config = make_config(o, batches);
+  if (!o.resume.empty()) {
+    // Resume with the checkpoint's settings; only the epoch count may grow.
+    TrainConfig saved = TrainConfig::from_json(resumed.trainer_state.at("config"));
+    saved.epochs = o.epochs;
+    saved.schedule.total = static_cast<int64_t>(o.epochs) * batches;
+    config = saved;
+  }
+  Trainer trainer(model, task, outputs, config);
+  if (!o.resume.empty()) trainer.restore(resumed.trainer_tensors, resumed.trainer_state);
+  check(trainer.epochs_done() < o.epochs || o.resume.empty(),
+        fmt::format("the checkpoint has already trained {} epochs; pass --epochs larger than that", trainer.epochs_done()));
+
+  json info = {{"task", task == Task::classification ? "classification" : "regression"},
+               {"num_outputs", outputs},
+               {"sample_shape", train->sample_shape()},
+               {"model", o.resume.empty() ? o.model : resumed.info.value("model", std::string("?"))},
+               {"data", data_info(o.data, data, o.seed)}};
+
+  Progress progress(o.json ? Progress::Mode::silent : Progress::detect(o.quiet));
+  trainer.on_step = [&](const StepProgress& s) {
+    progress.update(fmt::format("epoch {}/{}", s.epoch, o.epochs), s.batch, s.batches,
+                    task == Task::classification
+                        ? fmt::format("loss {:.4f} acc {:.4f} {:.0f} samples/s", s.loss, s.accuracy, s.samples_per_s)
+                        : fmt::format("loss {:.4f} {:.0f} samples/s", s.loss, s.samples_per_s),
+                    s.elapsed_s);
+  };
+  if (!o.json && !o.quiet)
+    std::fprintf(stderr, "training %s on %s: %lld train samples, %lld parameters, %d thread(s)\n",
+                 info["model"].get<std::string>().c_str(), data.source.description.c_str(),
+                 static_cast<long long>(train->size()), static_cast<long long>(model.num_trainable_parameters()),
+                 num_threads());
+  json epochs = json::array();
+  double train_seconds = 0.0;
+  while (trainer.epochs_done() < o.epochs) {
+    EpochStats s = trainer.train_epoch(train);
+    progress.finish();
+    if (val) {
+      EvalResult v = evaluate(model, *val);
+      s.has_val = true;
+      s.val_loss = v.loss;
+      s.val_accuracy = v.accuracy;
+    }
+    train_seconds += s.seconds;
+    epochs.push_back(s.to_json());
+    if (o.json) print_json({{"event", "epoch"}, {"stats", s.to_json()}});
+    else if (!o.quiet)
+      std::fprintf(stderr, "epoch %d: loss %.4f acc %.4f%s  %.1fs  %.0f samples/s  lr %.3g\n", s.epoch, s.train_loss,
+                   s.train_accuracy,
+                   s.has_val ? fmt::format("  val loss {:.4f} val acc {:.4f}", s.val_loss, s.val_accuracy).c_str() : "",
+                   s.seconds, s.samples_per_s, s.lr);
+    if (!o.checkpoint.empty())
+      save_checkpoint(o.checkpoint, model, info, trainer.state_tensors(), trainer.state_json());
+  }
+
+  EvalResult test = evaluate(model, *data.splits.test);
+  info["training"] = {{"config", trainer.config().to_json()}, {"epochs", epochs}, {"train_seconds", train_seconds},
+                      {"test", {{"loss", test.loss}, {"accuracy", test.accuracy}, {"mae", test.mae}}}};
+  save_model(o.out, model, info);
+  json result = {{"event", "result"}, {"out", o.out}, {"epochs", trainer.epochs_done()}, {"train_seconds", train_seconds},
+                 {"test", test.to_json()}};
+  if (o.json) {
+    print_json(result);
+  } else if (task == Task::classification) {
+    std::printf("test accuracy %.4f  loss %.4f  (%lld samples)  saved %s\n", test.accuracy, test.loss,
+                static_cast<long long>(test.count), o.out.c_str());
+  } else {
+    std::printf("test mse %.4f  mae %.4f  (%lld samples)  saved %s\n", test.loss, test.mae,
+                static_cast<long long>(test.count), o.out.c_str());
+  }
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto opt = std::make_shared<TrainOptions>();
+  CLI::App* cmd = app.add_subcommand("train", "Train a model and save it");
+  opt->data.add_to(*cmd, true);
+  cmd->add_option("--model", opt->model, "preset (mlp, cnn, cnn-bn) or a JSON spec file")->capture_default_str();
+  cmd->add_option("-o,--out", opt->out, "where to save the trained model")->capture_default_str();
+  cmd->add_option("--checkpoint", opt->checkpoint, "write a resumable checkpoint here after every epoch");
+  cmd->add_option("--resume", opt->resume, "continue from a checkpoint written with --checkpoint");
+  cmd->add_option("-e,--epochs", opt->epochs, "epochs")->check(CLI::Range(1, 100000))->capture_default_str();
+  cmd->add_option("-b,--batch-size", opt->batch_size, "batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20))->capture_default_str();
+  cmd->add_option("--optimizer", opt->optimizer, "sgd, adam or adamw")->check(CLI::IsMember({"sgd", "adam", "adamw"}))->capture_default_str();
+  cmd->add_option("--lr", opt->lr, "learning rate")->check(CLI::Range(1e-9, 100.0))->capture_default_str();
+  cmd->add_option("--momentum", opt->momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999))->capture_default_str();
+  cmd->add_flag("--nesterov", opt->nesterov, "SGD with Nesterov momentum");
+  cmd->add_option("--weight-decay", opt->weight_decay, "weight decay (L2 for sgd/adam, decoupled for adamw)")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--schedule", opt->schedule, "constant, step or cosine")->check(CLI::IsMember({"constant", "step", "cosine"}))->capture_default_str();
+  cmd->add_option("--warmup", opt->warmup, "cosine: warm-up steps")->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  cmd->add_option("--step-epochs", opt->step_epochs, "step: epochs between decays")->check(CLI::Range(1, 100000));
+  cmd->add_option("--gamma", opt->gamma, "step: decay factor")->check(CLI::Range(1e-6, 1.0));
+  cmd->add_option("--clip-norm", opt->clip_norm, "clip the global gradient norm (0 = off)")->check(CLI::Range(0.0, 1e9));
+  cmd->add_option("--label-smoothing", opt->label_smoothing, "label smoothing")->check(CLI::Range(0.0, 0.99));
+  cmd->add_option("--val-fraction", opt->val_fraction, "hold out this share of the training split for validation")->check(CLI::Range(0.0, 0.9));
+  cmd->add_option("-t,--threads", opt->threads, "threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--seed", opt->seed, "random seed")->capture_default_str();
+  cmd->add_flag("--json", opt->json, "JSON lines on stdout instead of text");
+  cmd->add_flag("-q,--quiet", opt->quiet, "no progress output");
+  cmd->callback([opt] { run_train(*opt); });
+}
+
+}  // namespace leanai::cli

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "leanai/core/error.h"
+#include "leanai/core/rng.h"
 #include "leanai/data/batch_loader.h"
 #include "leanai/data/csv.h"
 #include "leanai/data/data_source.h"
@@ -727,6 +728,49 @@ TEST(BatchLoader, ReportsMisuseAndGatherErrors) {
   broken.start_epoch(0);
   expect_error([&] { broken.next(b); }, {"disk went away"});
   expect_error([&] { broken.next(b); }, {"disk went away"});
+}
+
+// ---------------------------------------------------------------- robustness
+
+// Damaged inputs either load or throw leanai::Error: never another exception, never a crash.
+TEST(Robustness, CorruptedFilesOnlyThrowError) {
+  TempDir dir;
+  Tensor img = Tensor::empty({4, 3, 3}, DType::u8);
+  for (int64_t i = 0; i < img.numel(); ++i) img.data<uint8_t>()[i] = static_cast<uint8_t>(i * 13);
+  write_idx(dir.file("ok.idx"), img);
+  write_idx(dir.file("ok.idx.gz"), img);
+  const std::string csv = "a,\"b\",label\n1,2,x\n3.5,-4,y\n5,6,x\n";
+  Rng rng(123);
+  int errors = 0;
+  for (int round = 0; round < 300; ++round) {
+    const int kind = round % 3;
+    std::vector<uint8_t> bytes = kind == 0 ? read_bytes(dir.file("ok.idx"))
+                                 : kind == 1 ? read_bytes(dir.file("ok.idx.gz"))
+                                             : std::vector<uint8_t>(csv.begin(), csv.end());
+    // Flip, drop or append a few bytes.
+    for (int m = 0, edits = 1 + static_cast<int>(rng.below(3)); m < edits && !bytes.empty(); ++m) {
+      const size_t at = rng.below(bytes.size());
+      switch (rng.below(3)) {
+        case 0: bytes[at] = static_cast<uint8_t>(rng.next_u64()); break;
+        case 1: bytes.resize(at); break;
+        default: bytes.push_back(static_cast<uint8_t>(rng.next_u64())); break;
+      }
+    }
+    const std::string path = dir.file(kind == 1 ? "bad.gz" : kind == 0 ? "bad.idx" : "bad.csv");
+    write_bytes(path, bytes);
+    try {
+      if (kind == 2) {
+        load_csv(path);
+      } else {
+        read_idx(path);
+      }
+    } catch (const Error&) {
+      ++errors;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "round " << round << ": not a leanai::Error: " << e.what();
+    }
+  }
+  EXPECT_GT(errors, 100);  // the damage was real
 }
 
 // ---------------------------------------------------------------- a real table

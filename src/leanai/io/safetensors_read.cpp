@@ -39,10 +39,11 @@ struct TensorEntry {
 };
 
 // Names and values come from the file: keep error messages one printable line
-// and of bounded length whatever they contain.
-std::string printable(const std::string& s, size_t max_bytes = 120) {
+// and of bounded length whatever they contain. Parsed JSON strings are valid
+// UTF-8 and keep their non-ASCII characters; raw bytes (ascii_only) do not.
+std::string printable(const std::string& s, size_t max_bytes = 120, bool ascii_only = false) {
   std::string out;
-  for (unsigned char c : s) out += (c < 0x20 || c == 0x7f) ? '?' : static_cast<char>(c);
+  for (unsigned char c : s) out += (c < 0x20 || c == 0x7f || (ascii_only && c >= 0x80)) ? '?' : static_cast<char>(c);
   if (out.size() > max_bytes) {
     size_t cut = max_bytes;
     while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;  // whole UTF-8 characters
@@ -88,7 +89,7 @@ json parse_header_json(const std::string& file, const uint8_t* text, size_t size
     std::string reason = e.what();
     size_t bracket = reason.find("] ");
     if (bracket != std::string::npos) reason = reason.substr(bracket + 2);
-    throw Error(file + ": header is not valid JSON (" + printable(reason, 200) +
+    throw Error(file + ": header is not valid JSON (" + printable(reason, 200, true) +
                 "); the file is corrupt or not a safetensors file");
   }
   check(repeated.empty(), file + ": header has the key " + in_quotes(repeated) +
@@ -164,12 +165,13 @@ TensorEntry parse_entry(const std::string& file, const std::string& name, const 
                                 std::to_string(data_size) + " bytes); the file is truncated or corrupt");
 
   // parse_shape bounded numel by int64; the byte count needs its own check.
+  const std::string type = std::string(dtype_name(e.dtype)) + " " + shape_str(e.shape);
   uint64_t bytes = 0;
-  bool overflow = __builtin_mul_overflow(static_cast<uint64_t>(shape_numel(e.shape)), dtype_size(e.dtype), &bytes);
-  check(!overflow && bytes == e.end - e.begin,
-        where + " is " + dtype_name(e.dtype) + " " + printable(shape_str(e.shape)) + " = " +
-            (overflow ? std::string("too many") : std::to_string(bytes)) + " bytes, but its data range " +
-            range_str(e.begin, e.end) + " holds " + std::to_string(e.end - e.begin) + " bytes; the file is corrupt");
+  check(!__builtin_mul_overflow(static_cast<uint64_t>(shape_numel(e.shape)), dtype_size(e.dtype), &bytes),
+        where + " is " + type + ": its byte size overflows 64 bits; the file is corrupt");
+  check(bytes == e.end - e.begin, where + " is " + type + " = " + std::to_string(bytes) + " bytes, but its data range " +
+                                      range_str(e.begin, e.end) + " holds " + std::to_string(e.end - e.begin) +
+                                      " bytes; the file is corrupt");
   return e;
 }
 

@@ -548,6 +548,14 @@ TEST_F(SafetensorsTest, WriteFailureMidFileKeepsPreviousFile) {
   EXPECT_EQ(files_in_dir(), (std::set<std::string>{"m.safetensors"}));
 }
 
+TEST_F(SafetensorsTest, WriteBytesReportsShortWrites) {
+  leanai::write_text_atomic(path("in.txt"), "x");
+  std::FILE* read_only = std::fopen(path("in.txt").c_str(), "rb");
+  ASSERT_NE(read_only, nullptr);
+  EXPECT_THROW(leanai::write_bytes(read_only, "abc", 3, "out.bin"), Error);
+  std::fclose(read_only);
+}
+
 TEST_F(SafetensorsTest, TargetThatIsADirectoryIsReported) {
   fs::create_directory(path("out"));
   try {

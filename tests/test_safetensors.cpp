@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -277,6 +278,9 @@ TEST_F(SafetensorsTest, LoadsReferenceFilesWithoutPaddingAndInAnyOrder) {
   EXPECT_EQ(f.tensors.at("a").data<uint8_t>()[0], 9);
   EXPECT_EQ(f.tensors.at("b").data<uint8_t>()[3], 4);
   EXPECT_EQ(f.metadata.at("framework"), "pt");
+
+  Bytes null_metadata = make_file(R"({"__metadata__":null})", {});
+  EXPECT_TRUE(leanai::load_safetensors_from_memory(null_metadata.data(), null_metadata.size(), "x").metadata.empty());
 }
 
 // Runs only where the reference Python package is installed.
@@ -431,11 +435,14 @@ TEST_F(SafetensorsTest, FileLoaderReportsMissingFilesAndDirectories) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("No such file"), std::string::npos) << e.what();
   }
-  try {
-    leanai::load_safetensors(dir_);
-    FAIL() << "expected Error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+  ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0600), 0);
+  for (const std::string& not_a_file : {dir_, path("fifo")}) {
+    try {
+      leanai::load_safetensors(not_a_file);
+      FAIL() << "expected Error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+    }
   }
 }
 

@@ -242,10 +242,11 @@ SafetensorsFile load_safetensors_from_memory(const uint8_t* data, size_t size, c
   SafetensorsFile out;
   std::vector<TensorEntry> entries;
   for (const auto& [key, value] : header.items()) {
-    if (key == "__metadata__")
-      out.metadata = parse_metadata(file, value);
-    else
+    if (key == "__metadata__") {
+      if (!value.is_null()) out.metadata = parse_metadata(file, value);  // the reference reads null as none
+    } else {
       entries.push_back(parse_entry(file, key, value, data_size));
+    }
   }
   check_tiling(file, entries, data_size);
   for (const TensorEntry& e : entries) out.tensors.emplace(e.name, copy_tensor(file, e, section));
@@ -255,7 +256,8 @@ SafetensorsFile load_safetensors_from_memory(const uint8_t* data, size_t size, c
 // Maps the file instead of reading it, so loading needs memory for the
 // tensors only, not a second copy of the file.
 SafetensorsFile load_safetensors(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO by mistake must fail below, not hang here.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     int err = errno;
     throw Error("cannot open '" + path + "': " + std::strerror(err) + "; check the path");

@@ -138,7 +138,7 @@ CsvTable parse_csv(const std::string& text, const std::string& name, const CsvOp
       const std::string& value = rec.fields[feature_cols[j]];
       check(parse_float(value, xd[r * f + j]),
             name + ": line " + std::to_string(rec.line) + ", " + column_desc(header, feature_cols[j]) + ": '" + value +
-                "' is not a finite number; feature columns must be numeric (drop the column with ignore_columns)");
+                "' is not a finite number; feature columns must be numeric (or ignore this column)");
     }
     labels[r] = rec.fields[label_col];
     lines[r] = rec.line;

@@ -39,10 +39,11 @@ struct TensorEntry {
 };
 
 // Names and values come from the file: keep error messages one printable line
-// and of bounded length whatever they contain.
-std::string printable(const std::string& s, size_t max_bytes = 120) {
+// and of bounded length whatever they contain. Parsed JSON strings are valid
+// UTF-8 and keep their non-ASCII characters; raw bytes (ascii_only) do not.
+std::string printable(const std::string& s, size_t max_bytes = 120, bool ascii_only = false) {
   std::string out;
-  for (unsigned char c : s) out += (c < 0x20 || c == 0x7f) ? '?' : static_cast<char>(c);
+  for (unsigned char c : s) out += (c < 0x20 || c == 0x7f || (ascii_only && c >= 0x80)) ? '?' : static_cast<char>(c);
   if (out.size() > max_bytes) {
     size_t cut = max_bytes;
     while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;  // whole UTF-8 characters
@@ -88,7 +89,7 @@ json parse_header_json(const std::string& file, const uint8_t* text, size_t size
     std::string reason = e.what();
     size_t bracket = reason.find("] ");
     if (bracket != std::string::npos) reason = reason.substr(bracket + 2);
-    throw Error(file + ": header is not valid JSON (" + printable(reason, 200) +
+    throw Error(file + ": header is not valid JSON (" + printable(reason, 200, true) +
                 "); the file is corrupt or not a safetensors file");
   }
   check(repeated.empty(), file + ": header has the key " + in_quotes(repeated) +
@@ -164,12 +165,13 @@ TensorEntry parse_entry(const std::string& file, const std::string& name, const 
                                 std::to_string(data_size) + " bytes); the file is truncated or corrupt");
 
   // parse_shape bounded numel by int64; the byte count needs its own check.
+  const std::string type = std::string(dtype_name(e.dtype)) + " " + shape_str(e.shape);
   uint64_t bytes = 0;
-  bool overflow = __builtin_mul_overflow(static_cast<uint64_t>(shape_numel(e.shape)), dtype_size(e.dtype), &bytes);
-  check(!overflow && bytes == e.end - e.begin,
-        where + " is " + dtype_name(e.dtype) + " " + printable(shape_str(e.shape)) + " = " +
-            (overflow ? std::string("too many") : std::to_string(bytes)) + " bytes, but its data range " +
-            range_str(e.begin, e.end) + " holds " + std::to_string(e.end - e.begin) + " bytes; the file is corrupt");
+  check(!__builtin_mul_overflow(static_cast<uint64_t>(shape_numel(e.shape)), dtype_size(e.dtype), &bytes),
+        where + " is " + type + ": its byte size overflows 64 bits; the file is corrupt");
+  check(bytes == e.end - e.begin, where + " is " + type + " = " + std::to_string(bytes) + " bytes, but its data range " +
+                                      range_str(e.begin, e.end) + " holds " + std::to_string(e.end - e.begin) +
+                                      " bytes; the file is corrupt");
   return e;
 }
 
@@ -240,10 +242,11 @@ SafetensorsFile load_safetensors_from_memory(const uint8_t* data, size_t size, c
   SafetensorsFile out;
   std::vector<TensorEntry> entries;
   for (const auto& [key, value] : header.items()) {
-    if (key == "__metadata__")
-      out.metadata = parse_metadata(file, value);
-    else
+    if (key == "__metadata__") {
+      if (!value.is_null()) out.metadata = parse_metadata(file, value);  // the reference reads null as none
+    } else {
       entries.push_back(parse_entry(file, key, value, data_size));
+    }
   }
   check_tiling(file, entries, data_size);
   for (const TensorEntry& e : entries) out.tensors.emplace(e.name, copy_tensor(file, e, section));
@@ -253,7 +256,8 @@ SafetensorsFile load_safetensors_from_memory(const uint8_t* data, size_t size, c
 // Maps the file instead of reading it, so loading needs memory for the
 // tensors only, not a second copy of the file.
 SafetensorsFile load_safetensors(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO by mistake must fail below, not hang here.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     int err = errno;
     throw Error("cannot open '" + path + "': " + std::strerror(err) + "; check the path");

@@ -1,6 +1,7 @@
 #include "leanai/graph/executor.h"
 
 #include "leanai/core/error.h"
+#include "leanai/core/threads.h"
 
 namespace leanai {
 
@@ -16,6 +17,7 @@ struct Executor::Instance {
 };
 
 Executor::Executor(Graph& graph, uint64_t seed) : graph_(graph), rng_(seed) {
+  flush_denormals();
   graph_.validate();
   set_input_grads(false);
   for (auto& [name, p] : graph_.params())

@@ -78,6 +78,7 @@ struct OpCase {
   bool grad_training = true;  // mode of the gradient check
   float eps = 1e-2f;          // finite-difference step
   double grad_tol = 1e-2;     // on the normalized error
+  int64_t max_checked = 64;   // elements checked per tensor (a seeded random subset)
 };
 
 Operand in(const std::string& name, Shape s, Fill f = Fill::Normal) { return {name, std::move(s), Kind::Input, f}; }
@@ -190,14 +191,14 @@ Tensor random_tensor(const Shape& s, uint64_t seed) {
   return t;
 }
 
-// Indices of the elements to check: all of a small tensor, else 64 at random.
-std::vector<int64_t> check_indices(int64_t n, uint64_t seed) {
+// Indices of the elements to check: all of a small tensor, else `max` at random.
+std::vector<int64_t> check_indices(int64_t n, uint64_t seed, int64_t max) {
   std::vector<int64_t> idx(n);
   std::iota(idx.begin(), idx.end(), 0);
-  if (n <= 64) return idx;
+  if (n <= max) return idx;
   Rng rng(seed);
-  for (int64_t i = 0; i < 64; ++i) std::swap(idx[i], idx[i + rng.below(n - i)]);
-  idx.resize(64);
+  for (int64_t i = 0; i < max; ++i) std::swap(idx[i], idx[i + rng.below(n - i)]);
+  idx.resize(max);
   std::sort(idx.begin(), idx.end());
   return idx;
 }
@@ -640,17 +641,24 @@ std::vector<OpCase> all_cases() {
   v.push_back({"mse", "mse", {}, {in("pred", {3, 4}), in("target", {3, 4})}, ref_mse});
   v.push_back({"mse_param_target", "mse", {}, {in("pred", {2, 3, 2}), param("target", {2, 3, 2})}, ref_mse});
 
-  // Large enough (> 65536 elements) to take the kernels' OpenMP-parallel paths.
-  v.push_back({"large_relu", "relu", {}, {in("x", {300, 256}, Fill::AwayFromZero)}, ref_unary([](double x) { return x > 0 ? x : 0; })});
-  v.push_back({"large_tanh", "tanh", {}, {in("x", {300, 256})}, ref_unary([](double x) { return std::tanh(x); })});
-  v.push_back({"large_add_same_shape", "add", {}, {in("a", {300, 256}), in("b", {300, 256})}, ref_binary(false)});
-  v.push_back({"large_mul_same_shape", "mul", {}, {in("a", {300, 256}), in("b", {300, 256})}, ref_binary(true)});
-  v.push_back({"large_mul_bcast", "mul", {}, {in("x", {300, 256}), param("s", {256})}, ref_binary(true)});
-  v.push_back({"large_softmax", "softmax", {}, {in("x", {600, 128})}, ref_softmax(-1, false)});
-  v.push_back({"large_log_softmax_axis1", "log_softmax", {{"axis", 1}}, {in("x", {64, 40, 32})}, ref_softmax(1, true)});
-  v.push_back({"large_layernorm", "layernorm", {}, {in("x", {600, 128}), param("gamma", {128}), param("beta", {128})}, ref_layernorm});
-  v.push_back({"large_global_avgpool", "global_avgpool", {}, {in("x", {4, 8, 48, 48})}, ref_global_avgpool});
-  v.push_back({"large_linear", "linear", {}, {in("x", {512, 16}), param("weight", {160, 16}), param("bias", {160})}, ref_linear});
+  // Large enough (> 65536 elements) to take the kernels' OpenMP-parallel paths; each forward
+  // costs more, so the gradient check samples 16 elements per tensor.
+  std::vector<OpCase> large;
+  large.push_back({"large_relu", "relu", {}, {in("x", {300, 256}, Fill::AwayFromZero)}, ref_unary([](double x) { return x > 0 ? x : 0; })});
+  large.push_back({"large_tanh", "tanh", {}, {in("x", {300, 256})}, ref_unary([](double x) { return std::tanh(x); })});
+  large.push_back({"large_add_same_shape", "add", {}, {in("a", {300, 256}), in("b", {300, 256})}, ref_binary(false)});
+  large.push_back({"large_mul_same_shape", "mul", {}, {in("a", {300, 256}), in("b", {300, 256})}, ref_binary(true)});
+  large.push_back({"large_mul_bcast", "mul", {}, {in("x", {300, 256}), param("s", {256})}, ref_binary(true)});
+  large.push_back({"large_softmax", "softmax", {}, {in("x", {600, 128})}, ref_softmax(-1, false)});
+  large.push_back({"large_log_softmax_axis1", "log_softmax", {{"axis", 1}}, {in("x", {64, 40, 32})}, ref_softmax(1, true)});
+  large.push_back({"large_layernorm", "layernorm", {}, {in("x", {600, 128}), param("gamma", {128}), param("beta", {128})}, ref_layernorm});
+  large.push_back({"large_global_avgpool", "global_avgpool", {}, {in("x", {4, 8, 48, 48})}, ref_global_avgpool});
+  large.push_back({"large_linear", "linear", {}, {in("x", {512, 16}), param("weight", {160, 16}), param("bias", {160})}, ref_linear});
+
+  for (OpCase& k : large) {
+    k.max_checked = 16;
+    v.push_back(k);
+  }
 
   // dropout: eval only here (identity); training is tested separately
   {
@@ -719,7 +727,7 @@ struct GradTarget {
 // of small tensors, a seeded subset of 64 otherwise) by normalized error.
 // The executor must be set up (training mode, input gradients) by the caller.
 void check_gradients(Executor& ex, const std::vector<Tensor>& inputs, const std::vector<GradTarget>& targets, float eps,
-                     double tol, const std::string& what) {
+                     double tol, const std::string& what, int64_t max_checked = 64) {
   const Shape out_shape = ex.forward(inputs).shape();
   const Tensor R = random_tensor(out_shape, 99);
   ex.backward(R);
@@ -741,7 +749,7 @@ void check_gradients(Executor& ex, const std::vector<Tensor>& inputs, const std:
     SCOPED_TRACE("gradient of " + targets[t].label);
     float* p = targets[t].value.data<float>();
     std::vector<double> num, ana;
-    for (int64_t k : check_indices(targets[t].value.numel(), 7 + t)) {
+    for (int64_t k : check_indices(targets[t].value.numel(), 7 + t, max_checked)) {
       const float orig = p[k];
       const float hi = orig + eps, lo = orig - eps;
       p[k] = hi;
@@ -780,7 +788,7 @@ TEST_P(OpGrad, MatchesFiniteDifferences) {
   Executor ex(*b.graph);
   ex.set_training(c.grad_training);
   ex.set_input_grads(true);
-  check_gradients(ex, b.inputs, all_targets(*b.graph, b.inputs), c.eps, c.grad_tol, c.name);
+  check_gradients(ex, b.inputs, all_targets(*b.graph, b.inputs), c.eps, c.grad_tol, c.name, c.max_checked);
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, OpForward, testing::ValuesIn(cases()), case_name);
@@ -1493,7 +1501,7 @@ TEST(Executor, SmallCnnEndToEndGradient) {
   ex.set_training(true);
   ex.set_input_grads(true);
   std::vector<Tensor> inputs = {random_tensor({3, 2, 6, 6}, 5), labels_tensor({0, 3, 4})};
-  check_gradients(ex, inputs, all_targets(g, inputs), 1e-2f, 1e-2, "small_cnn");
+  check_gradients(ex, inputs, all_targets(g, inputs), 1e-2f, 1e-2, "small_cnn", 24);
 }
 
 TEST(Executor, ResidualLayerNormGradient) {

@@ -550,6 +550,12 @@ std::vector<OpCase> all_cases() {
   v.push_back(conv_case("conv2d_1x1", {2, 4, 3, 3}, {5, 4, 1, 1}, true, {}, {}));
   v.push_back(conv_case("conv2d_s2_p1_d2_g2", {2, 4, 8, 8}, {4, 2, 3, 3}, true, {2, 2, 1, 1, 2, 2, 2},
                         {{"stride", 2}, {"padding", 1}, {"dilation", 2}, {"groups", 2}}));
+  // 16+ channels: oneDNN picks blocked layouts, so the LayoutBridge reorders
+  // (and the backward's reuse of the forward's reordered input) are exercised.
+  v.push_back(conv_case("conv2d_blocked_16to32", {2, 16, 6, 6}, {32, 16, 3, 3}, true, {1, 1, 1, 1}, {{"padding", 1}}));
+  v.push_back(conv_case("conv2d_blocked_s2_g2", {2, 32, 7, 7}, {32, 16, 3, 3}, false, {2, 2, 1, 1, 1, 1, 2},
+                        {{"stride", 2}, {"padding", 1}, {"groups", 2}}));
+  v.push_back(conv_case("conv2d_blocked_3to16", {2, 3, 8, 8}, {16, 3, 3, 3}, true, {1, 1, 1, 1}, {{"padding", 1}}));
 
   // pooling
   v.push_back(pool_case("maxpool_k2", {2, 3, 4, 4}, {}, {{"kernel", 2}}));
@@ -770,11 +776,11 @@ void check_gradients(Executor& ex, const std::vector<Tensor>& inputs, const std:
   }
 }
 
-// Every f32 input and every trainable parameter of a graph.
-std::vector<GradTarget> all_targets(Graph& g, const std::vector<Tensor>& inputs) {
+// Every f32 input (unless with_inputs is false) and every trainable parameter of a graph.
+std::vector<GradTarget> all_targets(Graph& g, const std::vector<Tensor>& inputs, bool with_inputs = true) {
   std::vector<GradTarget> out;
   for (size_t i = 0; i < inputs.size(); ++i)
-    if (inputs[i].dtype() == DType::f32)
+    if (with_inputs && inputs[i].dtype() == DType::f32)
       out.push_back({g.node(g.inputs()[i]).name, inputs[i], [i](Executor& ex) -> const Tensor& { return ex.input_grad(static_cast<int>(i)); }});
   for (auto& [name, p] : g.params())
     if (p.trainable) out.push_back({name, p.value, [name = name](Executor& ex) -> const Tensor& { return ex.grad(name); }});
@@ -1520,6 +1526,58 @@ TEST(Executor, ResidualLayerNormGradient) {
   std::vector<Tensor> inputs = {random_tensor({2, 3, 4}, 4)};
   check_gradients(ex, inputs, all_targets(g, inputs), 1e-2f, 1e-2, "residual_layernorm");
 }
+
+// Kernels must cope with any subset of their inputs needing a gradient
+// (a first layer has no input gradient; frozen weights have none either).
+struct PartialCase {
+  std::string name;
+  bool input_grads;
+  std::vector<bool> trainable;  // per parameter, in the order the graph adds them
+};
+
+class PartialGrad : public testing::TestWithParam<PartialCase> {};
+
+void run_partial(const std::string& op, const std::vector<Shape>& param_shapes, const Shape& x_shape, json attrs,
+                 const PartialCase& pc, int buffers = 0) {
+  Graph g;
+  int x = g.add_input("x", Shape(x_shape.begin() + 1, x_shape.end()));
+  std::vector<int> ids = {x};
+  for (size_t i = 0; i < param_shapes.size(); ++i)
+    ids.push_back(g.add_param("p" + std::to_string(i), i < param_shapes.size() - buffers ? random_tensor(param_shapes[i], 10 + i)
+                                                                                     : Tensor::full(param_shapes[i], 1.0f),
+                              i < pc.trainable.size() ? static_cast<bool>(pc.trainable[i]) : false));
+  g.set_output(g.add(op, ids, attrs));
+  Executor ex(g);
+  ex.set_training(true);
+  ex.set_input_grads(pc.input_grads);
+  std::vector<Tensor> inputs = {random_tensor(x_shape, 3)};
+  std::vector<GradTarget> targets = all_targets(g, inputs, pc.input_grads);
+  if (targets.empty()) return;
+  check_gradients(ex, inputs, targets, 1e-2f, 1e-2, op + "/" + pc.name);
+}
+
+TEST_P(PartialGrad, Conv2d) {
+  run_partial("conv2d", {{8, 4, 3, 3}, {8}}, {2, 4, 5, 5}, {{"padding", 1}}, GetParam());
+}
+TEST_P(PartialGrad, Conv2dBlocked) {
+  run_partial("conv2d", {{16, 16, 3, 3}, {16}}, {2, 16, 5, 5}, {{"padding", 1}}, GetParam());
+}
+TEST_P(PartialGrad, Linear) { run_partial("linear", {{4, 5}, {4}}, {3, 5}, {}, GetParam()); }
+TEST_P(PartialGrad, BatchNorm) {
+  run_partial("batchnorm", {{3}, {3}, {3}, {3}}, {4, 3, 2, 2}, {}, GetParam(), 2);
+}
+TEST_P(PartialGrad, LayerNorm) { run_partial("layernorm", {{6}, {6}}, {3, 6}, {}, GetParam()); }
+TEST_P(PartialGrad, MulBroadcast) { run_partial("mul", {{3, 1, 1}}, {2, 3, 2, 2}, {}, GetParam()); }
+
+INSTANTIATE_TEST_SUITE_P(Executor, PartialGrad,
+                         testing::Values(PartialCase{"all", true, {true, true}},
+                                         PartialCase{"params_only", false, {true, true}},
+                                         PartialCase{"input_and_first", true, {true, false}},
+                                         PartialCase{"input_and_second", true, {false, true}},
+                                         PartialCase{"first_only", false, {true, false}},
+                                         PartialCase{"second_only", false, {false, true}},
+                                         PartialCase{"input_only", true, {false, false}}),
+                         [](const testing::TestParamInfo<PartialCase>& i) { return i.param.name; });
 
 TEST(Executor, UnusedTrainableParameterGetsZeroGradient) {
   Graph g;

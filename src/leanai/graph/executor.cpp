@@ -1,5 +1,7 @@
 #include "leanai/graph/executor.h"
 
+#include <algorithm>
+
 #include "leanai/core/error.h"
 #include "leanai/core/threads.h"
 
@@ -162,21 +164,31 @@ void Executor::run_backward(Instance& inst) {
     if (!inst.kernels[id] || !requires_grad_[id] || !inst.grad_written[id]) continue;
     const OpInfo& info = find_op(n.op);
     InputGrads& din = inst.din[id];
-    std::vector<int> accumulate;
-    for (size_t i = 0; i < n.inputs.size(); ++i) {
-      int src = n.inputs[i];
-      din[i] = nullptr;
-      if (!requires_grad_[src] || !info.differentiable(static_cast<int>(i))) continue;
-      if (!inst.grad_written[src]) {
-        din[i] = &inst.grads[src];
-        inst.grad_written[src] = true;
-      } else {
-        din[i] = &inst.scratch[src];
-        accumulate.push_back(static_cast<int>(i));
+    std::vector<int> pending;
+    for (size_t i = 0; i < n.inputs.size(); ++i)
+      if (requires_grad_[n.inputs[i]] && info.differentiable(static_cast<int>(i))) pending.push_back(static_cast<int>(i));
+    // A node may read the same value through several inputs (x @ x, concat(x, x)).
+    // Each value has one scratch buffer, so when two inputs would both need it,
+    // the later ones wait for another backward call of this kernel.
+    while (!pending.empty()) {
+      std::vector<int> accumulate, later;
+      std::fill(din.begin(), din.end(), nullptr);
+      for (int i : pending) {
+        const int src = n.inputs[i];
+        if (!inst.grad_written[src]) {
+          din[i] = &inst.grads[src];
+          inst.grad_written[src] = true;
+        } else if (std::none_of(accumulate.begin(), accumulate.end(), [&](int j) { return n.inputs[j] == src; })) {
+          din[i] = &inst.scratch[src];
+          accumulate.push_back(i);
+        } else {
+          later.push_back(i);
+        }
       }
+      inst.kernels[id]->backward(inst.inputs[id], inst.values[id], inst.grads[id], din, ctx);
+      for (int i : accumulate) add_into(inst.grads[n.inputs[i]], inst.scratch[n.inputs[i]]);
+      pending = std::move(later);
     }
-    inst.kernels[id]->backward(inst.inputs[id], inst.values[id], inst.grads[id], din, ctx);
-    for (int i : accumulate) add_into(inst.grads[n.inputs[i]], inst.scratch[n.inputs[i]]);
   }
   // A trainable parameter the output does not reach gets a zero gradient.
   for (const Node& n : nodes)

@@ -92,6 +92,7 @@ class BatchNormKernel : public OpKernel {
                                 {DNNL_ARG_VARIANCE, wrap(stat_md_, var_)},
                                 {DNNL_ARG_DIFF_DST, wrap(data_md_, dy)},
                                 {DNNL_ARG_SCALE, wrap(stat_md_, *in[1])},
+                                {DNNL_ARG_SHIFT, wrap(stat_md_, *in[2])},
                                 {DNNL_ARG_DIFF_SRC, wrap(data_md_, dx)},
                                 {DNNL_ARG_DIFF_SCALE, wrap(stat_md_, dgamma)},
                                 {DNNL_ARG_DIFF_SHIFT, wrap(stat_md_, dbeta)}});

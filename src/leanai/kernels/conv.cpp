@@ -2,6 +2,12 @@
 // bias [OC]; attributes stride, padding, dilation (PyTorch meaning: 1 = none)
 // and groups. oneDNN picks its preferred (blocked) layouts; LayoutBridge
 // reorders at the edges, and each reorder is skipped when layouts already match.
+//
+// conv2d_fused is the same convolution followed by an optional ReLU (a oneDNN
+// post-op) and an optional max-pool, all kept in oneDNN's blocked layout: only
+// the pooled output (4x smaller) is reordered back to plain NCHW, and the
+// backward pass never leaves the blocked layout. The fuse_conv_blocks pass
+// rewrites conv2d -> relu -> maxpool2d chains into it.
 #include <dnnl.hpp>
 
 #include "leanai/core/error.h"
@@ -17,8 +23,9 @@ using md = dnnl::memory::desc;
 
 class Conv2dKernel : public OpKernel {
  public:
-  explicit Conv2dKernel(const Node& n)
-      : stride_(attr_ints(n, "stride", {1, 1})),
+  Conv2dKernel(const Node& n, bool fused)
+      : fused_(fused),
+        stride_(attr_ints(n, "stride", {1, 1})),
         pad_(attr_ints(n, "padding", {0, 0})),
         dilation_(attr_ints(n, "dilation", {1, 1})),
         groups_(attr_int(n, "groups", 1)) {
@@ -28,6 +35,20 @@ class Conv2dKernel : public OpKernel {
       check(stride_[i] >= 1 && pad_[i] >= 0 && dilation_[i] >= 1,
             "conv2d: stride and dilation must be >= 1 and padding >= 0");
     check(groups_ >= 1, "conv2d: groups must be >= 1");
+    if (!fused_) return;
+    const std::string act = n.attrs.value("activation", std::string("none"));
+    check(act == "relu" || act == "none", "conv2d_fused: activation must be 'relu' or 'none'");
+    relu_ = act == "relu";
+    if (n.attrs.contains("pool") && !n.attrs["pool"].is_null()) {
+      Node pool_node;
+      pool_node.attrs = n.attrs["pool"];
+      pool_kernel_ = attr_ints(pool_node, "kernel", {2, 2});
+      pool_stride_ = attr_ints(pool_node, "stride", pool_kernel_);
+      pool_pad_ = attr_ints(pool_node, "padding", {0, 0});
+      check(pool_kernel_.size() == 2 && pool_stride_.size() == 2 && pool_pad_.size() == 2,
+            "conv2d_fused: pool kernel, stride and padding take one or two integers");
+      has_pool_ = true;
+    }
   }
 
   Shape prepare(const std::vector<Shape>& in, bool training) override {
@@ -71,12 +92,22 @@ class Conv2dKernel : public OpKernel {
                                                              b_md, y_any, strides, dil, pad_l, pad_r)
                            : dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, x_any, w_any,
                                                              y_any, strides, dil, pad_l, pad_r);
-    fwd_pd_ = dnnl::convolution_forward::primitive_desc(fdesc, eng);
+    dnnl::primitive_attr attr;
+    if (relu_) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      attr.set_post_ops(ops);
+    }
+    fwd_pd_ = dnnl::convolution_forward::primitive_desc(fdesc, attr, eng);
     fwd_ = dnnl::convolution_forward(fwd_pd_);
     fx_.prepare(x_plain_, fwd_pd_.src_desc(), true);
     fw_.prepare(w_plain_, fwd_pd_.weights_desc(), true);
     fy_.prepare(y_plain_, fwd_pd_.dst_desc(), false);
-    if (!training) return y;
+    Shape out = y;
+    if (fused_) out = prepare_fused(y, training);
+    if (!training) return out;
+    // The fused backward hands oneDNN diff_dst in the forward's blocked layout.
+    if (fused_) y_any = fwd_pd_.dst_desc();
 
     auto bd_desc = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, x_any, w_any, y_any,
                                                          strides, dil, pad_l, pad_r);
@@ -95,21 +126,30 @@ class Conv2dKernel : public OpKernel {
     bw_x_.prepare(x_plain_, bw_pd_.src_desc(), true);
     bw_dy_.prepare(y_plain_, bw_pd_.diff_dst_desc(), true);
     bw_dw_.prepare(w_plain_, bw_pd_.diff_weights_desc(), false);
-    return y;
+    return out;
   }
 
   void forward(const Inputs& in, Tensor& y, RunContext&) override {
     std::unordered_map<int, dnnl::memory> args = {
-        {DNNL_ARG_SRC, fx_.in(*in[0])}, {DNNL_ARG_WEIGHTS, fw_.in(*in[1])}, {DNNL_ARG_DST, fy_.out(y)}};
+        {DNNL_ARG_SRC, fx_.in(*in[0])}, {DNNL_ARG_WEIGHTS, fw_.in(*in[1])},
+        {DNNL_ARG_DST, fused_ ? conv_out_ : fy_.out(y)}};
     if (has_bias_) args[DNNL_ARG_BIAS] = wrap(md({w_shape_[0]}, dt::f32, tag::a), *in[2]);
     fwd_.execute(cpu_stream(), args);
-    fy_.finish(y);
+    if (!fused_) return fy_.finish(y);
+    if (!has_pool_) {
+      dnnl::memory plain = wrap(y_plain_, y);
+      return to_plain_.execute(cpu_stream(), conv_out_, plain);
+    }
+    std::unordered_map<int, dnnl::memory> pargs = {{DNNL_ARG_SRC, conv_out_}, {DNNL_ARG_DST, fp_.out(y)}};
+    if (workspace_) pargs[DNNL_ARG_WORKSPACE] = workspace_;
+    pool_fwd_.execute(cpu_stream(), pargs);
+    fp_.finish(y);
   }
 
   void backward(const Inputs& in, const Tensor&, const Tensor& dy, const InputGrads& din, RunContext&) override {
     check(static_cast<bool>(bw_), "conv2d backward needs the kernel prepared for training");
     // The reordered diff_dst is shared by both passes when they want the same layout.
-    dnnl::memory dy_w = bw_dy_.in(dy);
+    dnnl::memory dy_w = fused_ ? fused_diff_dst(dy) : bw_dy_.in(dy);
     if (din[1] || (has_bias_ && din[2])) {
       // Reuse the forward pass's reordered src when the layouts agree.
       dnnl::memory x_mem = bw_pd_.src_desc() == fwd_pd_.src_desc() && fx_.needed() ? fx_.in_cached() : bw_x_.in(*in[0]);
@@ -125,7 +165,7 @@ class Conv2dKernel : public OpKernel {
       bw_dw_.finish(dw);
     }
     if (din[0]) {
-      dnnl::memory dy_d = bd_pd_.diff_dst_desc() == bw_pd_.diff_dst_desc() && bw_dy_.needed() ? dy_w : bd_dy_.in(dy);
+      dnnl::memory dy_d = fused_ || (bd_pd_.diff_dst_desc() == bw_pd_.diff_dst_desc() && bw_dy_.needed()) ? dy_w : bd_dy_.in(dy);
       bd_.execute(cpu_stream(), {{DNNL_ARG_DIFF_DST, dy_d}, {DNNL_ARG_WEIGHTS, bd_w_.in(*in[1])},
                                  {DNNL_ARG_DIFF_SRC, bd_dx_.out(*din[0])}});
       bd_dx_.finish(*din[0]);
@@ -135,6 +175,63 @@ class Conv2dKernel : public OpKernel {
   double flops(const std::vector<Shape>&, const Shape&) const override { return flops_; }
 
  private:
+  // Sets up what follows the convolution in conv2d_fused; returns the output shape.
+  Shape prepare_fused(const Shape& y, bool training) {
+    const md conv_md = fwd_pd_.dst_desc();
+    conv_out_ = dnnl::memory(conv_md, cpu_engine());
+    if (training) conv_diff_ = dnnl::memory(conv_md, cpu_engine());
+    if (!has_pool_) {
+      to_plain_ = dnnl::reorder(conv_out_, dnnl::memory(y_plain_, cpu_engine(), DNNL_MEMORY_NONE));
+      if (training) from_plain_ = dnnl::reorder(dnnl::memory(y_plain_, cpu_engine(), DNNL_MEMORY_NONE), conv_diff_);
+      return y;
+    }
+    Shape p = {y[0], y[1], 0, 0};
+    dnnl::memory::dims pad_r(2);
+    for (int i = 0; i < 2; ++i) {
+      const int64_t span = y[2 + i] + 2 * pool_pad_[i] - pool_kernel_[i];
+      check(span >= 0, "conv2d_fused: pooling window is larger than the convolution output " + shape_str(y));
+      p[2 + i] = span / pool_stride_[i] + 1;
+      pad_r[i] = (p[2 + i] - 1) * pool_stride_[i] + pool_kernel_[i] - y[2 + i] - pool_pad_[i];
+    }
+    const md p_any(to_dims(p), dt::f32, tag::any);
+    const dnnl::memory::dims k(pool_kernel_.begin(), pool_kernel_.end()), s(pool_stride_.begin(), pool_stride_.end()),
+        pl(pool_pad_.begin(), pool_pad_.end());
+    auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+    pool_fwd_pd_ = dnnl::pooling_forward::primitive_desc(
+        dnnl::pooling_forward::desc(prop, dnnl::algorithm::pooling_max, conv_md, p_any, s, k, pl, pad_r), cpu_engine());
+    pool_fwd_ = dnnl::pooling_forward(pool_fwd_pd_);
+    fp_.prepare(plain_desc(p), pool_fwd_pd_.dst_desc(), false);
+    if (training) {
+      workspace_ = dnnl::memory(pool_fwd_pd_.workspace_desc(), cpu_engine());
+      pool_bwd_pd_ = dnnl::pooling_backward::primitive_desc(
+          dnnl::pooling_backward::desc(dnnl::algorithm::pooling_max, conv_md, pool_fwd_pd_.dst_desc(), s, k, pl, pad_r),
+          cpu_engine(), pool_fwd_pd_);
+      pool_bwd_ = dnnl::pooling_backward(pool_bwd_pd_);
+      bp_.prepare(plain_desc(p), pool_bwd_pd_.diff_dst_desc(), true);
+    }
+    return p;
+  }
+
+  // d(loss)/d(conv output), in the convolution's blocked layout: through the
+  // pool, then the ReLU mask (the forward output is > 0 exactly where ReLU passed).
+  dnnl::memory fused_diff_dst(const Tensor& dy) {
+    if (has_pool_) {
+      pool_bwd_.execute(cpu_stream(), {{DNNL_ARG_DIFF_DST, bp_.in(dy)}, {DNNL_ARG_WORKSPACE, workspace_},
+                                       {DNNL_ARG_DIFF_SRC, conv_diff_}});
+    } else {
+      dnnl::memory plain = wrap(y_plain_, dy);
+      from_plain_.execute(cpu_stream(), plain, conv_diff_);
+    }
+    if (relu_) {
+      const float* y = static_cast<const float*>(conv_out_.get_data_handle());
+      float* d = static_cast<float*>(conv_diff_.get_data_handle());
+      const int64_t n = static_cast<int64_t>(fwd_pd_.dst_desc().get_size() / sizeof(float));
+#pragma omp parallel for simd if (n > 65536)
+      for (int64_t i = 0; i < n; ++i) d[i] = y[i] > 0.0f ? d[i] : 0.0f;
+    }
+    return conv_diff_;
+  }
+
   Tensor& scratch_w(const Shape& s) {
     if (!dw_scratch_.defined()) dw_scratch_ = Tensor::empty(s);
     return dw_scratch_;
@@ -144,8 +241,17 @@ class Conv2dKernel : public OpKernel {
     return db_scratch_;
   }
 
+  bool fused_ = false, relu_ = false, has_pool_ = false;
   std::vector<int64_t> stride_, pad_, dilation_;
   int64_t groups_;
+  std::vector<int64_t> pool_kernel_, pool_stride_, pool_pad_;
+  dnnl::memory conv_out_, conv_diff_, workspace_;
+  dnnl::reorder to_plain_, from_plain_;
+  dnnl::pooling_forward::primitive_desc pool_fwd_pd_;
+  dnnl::pooling_forward pool_fwd_;
+  dnnl::pooling_backward::primitive_desc pool_bwd_pd_;
+  dnnl::pooling_backward pool_bwd_;
+  LayoutBridge fp_, bp_;
   bool has_bias_ = false;
   double flops_ = 0;
   Shape x_shape_, w_shape_, y_shape_;
@@ -163,7 +269,8 @@ class Conv2dKernel : public OpKernel {
 }  // namespace
 
 void register_conv_ops() {
-  register_op({"conv2d", 2, 3, [](int) { return true; }, [](const Node& n) { return std::make_unique<Conv2dKernel>(n); }});
+  register_op({"conv2d", 2, 3, [](int) { return true; }, [](const Node& n) { return std::make_unique<Conv2dKernel>(n, false); }});
+  register_op({"conv2d_fused", 2, 3, [](int) { return true; }, [](const Node& n) { return std::make_unique<Conv2dKernel>(n, true); }});
 }
 
 }  // namespace leanai

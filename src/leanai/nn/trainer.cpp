@@ -6,6 +6,7 @@
 
 #include "leanai/core/error.h"
 #include "leanai/data/batch_loader.h"
+#include "leanai/graph/passes/fuse_conv_blocks.h"
 
 namespace leanai {
 
@@ -84,7 +85,8 @@ json EvalResult::to_json() const {
 
 EvalResult evaluate(Graph& model, const Dataset& data, int64_t batch_size) {
   check(batch_size >= 1, "batch size must be >= 1");
-  Executor ex(model);
+  Graph fused = fuse_conv_blocks(model);
+  Executor ex(fused);
   ex.set_training(false);
   EvalResult r;
   r.count = data.size();
@@ -140,11 +142,12 @@ EvalResult evaluate(Graph& model, const Dataset& data, int64_t batch_size) {
 }
 
 Trainer::Trainer(Graph& model, Task task, int64_t num_outputs, TrainConfig config)
-    : model_(model), train_graph_(model), task_(task), config_(std::move(config)) {
+    : model_(model), train_graph_(fuse_conv_blocks(model)), task_(task), config_(std::move(config)) {
   check(config_.epochs >= 1, "epochs must be >= 1");
   check(config_.batch_size >= 1, "batch size must be >= 1");
   validate_schedule(config_.schedule);
   const int logits = train_graph_.output();
+  logits_id_ = logits;
   if (task == Task::classification) {
     int labels = train_graph_.add_input("labels", {}, DType::i64);
     train_graph_.set_output(
@@ -167,7 +170,6 @@ EpochStats Trainer::train_epoch(std::shared_ptr<const Dataset> train) {
   BatchLoader loader(train, config_.batch_size, true, config_.seed);
   loader.start_epoch(epochs_done_);
   const int64_t batches = loader.batches_per_epoch();
-  const int logits_id = model_.output();
   const auto t0 = Clock::now();
   double loss_sum = 0.0;
   int64_t correct = 0, seen = 0, batch_index = 0;
@@ -183,7 +185,7 @@ EpochStats Trainer::train_epoch(std::shared_ptr<const Dataset> train) {
     optimizer_->step();
     ++step_;
     loss_sum += static_cast<double>(loss_value) * batch.size;
-    if (task_ == Task::classification) correct += count_correct(executor_->value(logits_id), batch.y, batch.size);
+    if (task_ == Task::classification) correct += count_correct(executor_->value(logits_id_), batch.y, batch.size);
     seen += batch.size;
     ++batch_index;
     if (on_step) {

@@ -79,6 +79,7 @@ class Trainer {
  private:
   Graph& model_;
   Graph train_graph_;
+  int logits_id_ = -1;  // the model's output inside train_graph_
   Task task_;
   TrainConfig config_;
   std::unique_ptr<Executor> executor_;

@@ -1,6 +1,7 @@
 // leanai train: fit a preset or a JSON-spec model, evaluate it on the test
 // split, and save it (atomically) with everything eval/predict need.
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -96,6 +97,9 @@ void run_train(const TrainOptions& o) {
     config = saved;
   }
   Trainer trainer(model, task, outputs, config);
+  // LEANAI_PROFILE=1: per-node forward/backward time on stderr after training.
+  const bool profile = std::getenv("LEANAI_PROFILE") != nullptr;
+  trainer.executor().set_profiling(profile);
   if (!o.resume.empty()) trainer.restore(resumed.trainer_tensors, resumed.trainer_state);
   check(trainer.epochs_done() < o.epochs || o.resume.empty(),
         fmt::format("the checkpoint has already trained {} epochs; pass --epochs larger than that", trainer.epochs_done()));
@@ -142,6 +146,10 @@ void run_train(const TrainOptions& o) {
       save_checkpoint(o.checkpoint, model, info, trainer.state_tensors(), trainer.state_json());
   }
 
+  if (profile)
+    for (const auto& t : trainer.executor().profile())
+      std::fprintf(stderr, "profile node %3d %-14s forward %9.1f ms  backward %9.1f ms  (%lld calls)\n", t.node,
+                   t.op.c_str(), t.forward_ms, t.backward_ms, static_cast<long long>(t.calls));
   EvalResult test = evaluate(model, *data.splits.test);
   info["training"] = {{"config", trainer.config().to_json()}, {"epochs", epochs}, {"train_seconds", train_seconds},
                       {"test", {{"loss", test.loss}, {"accuracy", test.accuracy}, {"mae", test.mae}}}};

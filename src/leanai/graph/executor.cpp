@@ -1,5 +1,7 @@
 #include "leanai/graph/executor.h"
 
+#include <chrono>
+
 #include <algorithm>
 
 #include "leanai/core/error.h"
@@ -124,7 +126,14 @@ const Tensor& Executor::forward(const std::vector<Tensor>& inputs) {
   RunContext ctx{training_, &rng_};
   for (const Node& n : graph_.nodes()) {
     if (!inst.kernels[n.id]) continue;
+    if (!profiling_) {
+      inst.kernels[n.id]->forward(inst.inputs[n.id], inst.values[n.id], ctx);
+      continue;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
     inst.kernels[n.id]->forward(inst.inputs[n.id], inst.values[n.id], ctx);
+    times_[n.id].forward_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    times_[n.id].calls++;
   }
   return inst.values[graph_.output()];
 }
@@ -185,7 +194,10 @@ void Executor::run_backward(Instance& inst) {
           later.push_back(i);
         }
       }
+      const auto t0 = std::chrono::steady_clock::now();
       inst.kernels[id]->backward(inst.inputs[id], inst.values[id], inst.grads[id], din, ctx);
+      if (profiling_)
+        times_[id].backward_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       for (int i : accumulate) add_into(inst.grads[n.inputs[i]], inst.scratch[n.inputs[i]]);
       pending = std::move(later);
     }
@@ -193,6 +205,19 @@ void Executor::run_backward(Instance& inst) {
   // A trainable parameter the output does not reach gets a zero gradient.
   for (const Node& n : nodes)
     if (n.op == "param" && requires_grad_[n.id] && !inst.grad_written[n.id]) inst.grads[n.id].fill(0.0f);
+}
+
+void Executor::set_profiling(bool enabled) {
+  profiling_ = enabled;
+  times_.clear();
+  for (const Node& n : graph_.nodes()) times_.push_back({n.id, n.op});
+}
+
+std::vector<Executor::NodeTime> Executor::profile() const {
+  std::vector<NodeTime> out;
+  for (const NodeTime& t : times_)
+    if (t.calls > 0) out.push_back(t);
+  return out;
 }
 
 const Tensor& Executor::value(int node) const {

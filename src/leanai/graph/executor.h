@@ -44,6 +44,17 @@ class Executor {
   // Forward FLOPs per sample, computed from the kernels at batch size 1.
   double flops_per_sample();
   Graph& graph() { return graph_; }
+
+  // Per-node time spent in forward and backward since profiling was enabled
+  // (for `leanai bench`-style per-layer reports and for finding slow kernels).
+  struct NodeTime {
+    int node;
+    std::string op;
+    double forward_ms = 0, backward_ms = 0;
+    int64_t calls = 0;
+  };
+  void set_profiling(bool enabled);
+  std::vector<NodeTime> profile() const;
   Rng& rng() { return rng_; }
 
  private:
@@ -55,6 +66,8 @@ class Executor {
   Rng rng_;
   bool training_ = false;
   bool input_grads_ = false;
+  bool profiling_ = false;
+  std::vector<NodeTime> times_;
   std::vector<bool> requires_grad_;
   std::vector<int> consumers_;  // how many op inputs read each node
   std::map<std::string, Tensor> param_grads_;

@@ -98,7 +98,7 @@ class Conv2dKernel : public OpKernel {
       ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
       attr.set_post_ops(ops);
     }
-    fwd_pd_ = dnnl::convolution_forward::primitive_desc(fdesc, attr, eng);
+    fwd_pd_ = dnnl::convolution_forward::primitive_desc(fdesc, user_scratchpad(attr), eng);
     fwd_ = dnnl::convolution_forward(fwd_pd_);
     fx_.prepare(x_plain_, fwd_pd_.src_desc(), true);
     fw_.prepare(w_plain_, fwd_pd_.weights_desc(), true);
@@ -111,7 +111,7 @@ class Conv2dKernel : public OpKernel {
 
     auto bd_desc = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, x_any, w_any, y_any,
                                                          strides, dil, pad_l, pad_r);
-    bd_pd_ = dnnl::convolution_backward_data::primitive_desc(bd_desc, eng, fwd_pd_);
+    bd_pd_ = dnnl::convolution_backward_data::primitive_desc(bd_desc, user_scratchpad(), eng, fwd_pd_);
     bd_ = dnnl::convolution_backward_data(bd_pd_);
     bd_dy_.prepare(y_plain_, bd_pd_.diff_dst_desc(), true);
     bd_w_.prepare(w_plain_, bd_pd_.weights_desc(), true);
@@ -121,7 +121,7 @@ class Conv2dKernel : public OpKernel {
                                                                         w_any, b_md, y_any, strides, dil, pad_l, pad_r)
                              : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, x_any,
                                                                         w_any, y_any, strides, dil, pad_l, pad_r);
-    bw_pd_ = dnnl::convolution_backward_weights::primitive_desc(bw_desc, eng, fwd_pd_);
+    bw_pd_ = dnnl::convolution_backward_weights::primitive_desc(bw_desc, user_scratchpad(), eng, fwd_pd_);
     bw_ = dnnl::convolution_backward_weights(bw_pd_);
     bw_x_.prepare(x_plain_, bw_pd_.src_desc(), true);
     bw_dy_.prepare(y_plain_, bw_pd_.diff_dst_desc(), true);
@@ -134,6 +134,7 @@ class Conv2dKernel : public OpKernel {
         {DNNL_ARG_SRC, fx_.in(*in[0])}, {DNNL_ARG_WEIGHTS, fw_.in(*in[1])},
         {DNNL_ARG_DST, fused_ ? conv_out_ : fy_.out(y)}};
     if (has_bias_) args[DNNL_ARG_BIAS] = wrap(md({w_shape_[0]}, dt::f32, tag::a), *in[2]);
+    args[DNNL_ARG_SCRATCHPAD] = scratchpad_for(fwd_pd_.scratchpad_desc());
     fwd_.execute(cpu_stream(), args);
     if (!fused_) return fy_.finish(y);
     if (!has_pool_) {
@@ -142,6 +143,7 @@ class Conv2dKernel : public OpKernel {
     }
     std::unordered_map<int, dnnl::memory> pargs = {{DNNL_ARG_SRC, conv_out_}, {DNNL_ARG_DST, fp_.out(y)}};
     if (workspace_) pargs[DNNL_ARG_WORKSPACE] = workspace_;
+    pargs[DNNL_ARG_SCRATCHPAD] = scratchpad_for(pool_fwd_pd_.scratchpad_desc());
     pool_fwd_.execute(cpu_stream(), pargs);
     fp_.finish(y);
   }
@@ -161,13 +163,15 @@ class Conv2dKernel : public OpKernel {
         Tensor& db = din[2] ? *din[2] : scratch_b();
         args[DNNL_ARG_DIFF_BIAS] = wrap(md({w_shape_[0]}, dt::f32, tag::a), db);
       }
+      args[DNNL_ARG_SCRATCHPAD] = scratchpad_for(bw_pd_.scratchpad_desc());
       bw_.execute(cpu_stream(), args);
       bw_dw_.finish(dw);
     }
     if (din[0]) {
       dnnl::memory dy_d = fused_ || (bd_pd_.diff_dst_desc() == bw_pd_.diff_dst_desc() && bw_dy_.needed()) ? dy_w : bd_dy_.in(dy);
       bd_.execute(cpu_stream(), {{DNNL_ARG_DIFF_DST, dy_d}, {DNNL_ARG_WEIGHTS, bd_w_.in(*in[1])},
-                                 {DNNL_ARG_DIFF_SRC, bd_dx_.out(*din[0])}});
+                                 {DNNL_ARG_DIFF_SRC, bd_dx_.out(*din[0])},
+                                 {DNNL_ARG_SCRATCHPAD, scratchpad_for(bd_pd_.scratchpad_desc())}});
       bd_dx_.finish(*din[0]);
     }
   }
@@ -198,14 +202,15 @@ class Conv2dKernel : public OpKernel {
         pl(pool_pad_.begin(), pool_pad_.end());
     auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
     pool_fwd_pd_ = dnnl::pooling_forward::primitive_desc(
-        dnnl::pooling_forward::desc(prop, dnnl::algorithm::pooling_max, conv_md, p_any, s, k, pl, pad_r), cpu_engine());
+        dnnl::pooling_forward::desc(prop, dnnl::algorithm::pooling_max, conv_md, p_any, s, k, pl, pad_r), user_scratchpad(),
+        cpu_engine());
     pool_fwd_ = dnnl::pooling_forward(pool_fwd_pd_);
     fp_.prepare(plain_desc(p), pool_fwd_pd_.dst_desc(), false);
     if (training) {
       workspace_ = dnnl::memory(pool_fwd_pd_.workspace_desc(), cpu_engine());
       pool_bwd_pd_ = dnnl::pooling_backward::primitive_desc(
           dnnl::pooling_backward::desc(dnnl::algorithm::pooling_max, conv_md, pool_fwd_pd_.dst_desc(), s, k, pl, pad_r),
-          cpu_engine(), pool_fwd_pd_);
+          user_scratchpad(), cpu_engine(), pool_fwd_pd_);
       pool_bwd_ = dnnl::pooling_backward(pool_bwd_pd_);
       bp_.prepare(plain_desc(p), pool_bwd_pd_.diff_dst_desc(), true);
     }
@@ -217,7 +222,8 @@ class Conv2dKernel : public OpKernel {
   dnnl::memory fused_diff_dst(const Tensor& dy) {
     if (has_pool_) {
       pool_bwd_.execute(cpu_stream(), {{DNNL_ARG_DIFF_DST, bp_.in(dy)}, {DNNL_ARG_WORKSPACE, workspace_},
-                                       {DNNL_ARG_DIFF_SRC, conv_diff_}});
+                                       {DNNL_ARG_DIFF_SRC, conv_diff_},
+                                       {DNNL_ARG_SCRATCHPAD, scratchpad_for(pool_bwd_pd_.scratchpad_desc())}});
     } else {
       dnnl::memory plain = wrap(y_plain_, dy);
       from_plain_.execute(cpu_stream(), plain, conv_diff_);

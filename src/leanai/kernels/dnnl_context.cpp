@@ -1,5 +1,8 @@
 #include "leanai/kernels/dnnl_context.h"
 
+#include <algorithm>
+#include <memory>
+
 namespace leanai {
 
 dnnl::engine& cpu_engine() {
@@ -22,6 +25,18 @@ dnnl::memory::desc plain_desc(const Shape& s, dnnl::memory::data_type dt) {
 
 dnnl::memory wrap(const dnnl::memory::desc& desc, const Tensor& t) {
   return dnnl::memory(desc, cpu_engine(), t.raw());
+}
+
+dnnl::primitive_attr user_scratchpad(dnnl::primitive_attr attr) {
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+dnnl::memory scratchpad_for(const dnnl::memory::desc& desc) {
+  thread_local std::unique_ptr<Buffer> buffer;
+  const size_t bytes = desc.get_size();
+  if (!buffer || buffer->bytes() < bytes) buffer = std::make_unique<Buffer>(std::max<size_t>(bytes, 1));
+  return dnnl::memory(desc, cpu_engine(), buffer->data());
 }
 
 void LayoutBridge::prepare(const dnnl::memory::desc& plain, const dnnl::memory::desc& chosen, bool to_chosen) {

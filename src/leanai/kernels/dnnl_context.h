@@ -17,6 +17,13 @@ dnnl::memory::desc plain_desc(const Shape& s, dnnl::memory::data_type dt = dnnl:
 // A dnnl::memory over the tensor's own storage (no copy).
 dnnl::memory wrap(const dnnl::memory::desc& desc, const Tensor& t);
 
+// Attributes asking a primitive to use scratch memory we provide, instead of
+// oneDNN allocating (and page-faulting in) fresh memory on every execution.
+dnnl::primitive_attr user_scratchpad(dnnl::primitive_attr attr = {});
+// Scratch memory for one execution of a primitive created with user_scratchpad:
+// a per-thread buffer that only grows, so steady-state steps allocate nothing.
+dnnl::memory scratchpad_for(const dnnl::memory::desc& scratchpad_desc);
+
 // Reorders between a plain tensor and a oneDNN-chosen layout, when they differ.
 // Keeps the reorder primitive and the blocked buffer so reuse costs nothing.
 class LayoutBridge {

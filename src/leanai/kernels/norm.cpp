@@ -42,7 +42,7 @@ class BatchNormKernel : public OpKernel {
     if (!training) flags = flags | nf::use_global_stats;
     auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
     fwd_pd_ = dnnl::batch_normalization_forward::primitive_desc(
-        dnnl::batch_normalization_forward::desc(prop, data_md_, eps_, flags), cpu_engine());
+        dnnl::batch_normalization_forward::desc(prop, data_md_, eps_, flags), user_scratchpad(), cpu_engine());
     fwd_ = dnnl::batch_normalization_forward(fwd_pd_);
     if (training) {
       mean_ = Tensor::empty({channels_});
@@ -51,7 +51,7 @@ class BatchNormKernel : public OpKernel {
     if (training) {
       bwd_pd_ = dnnl::batch_normalization_backward::primitive_desc(
           dnnl::batch_normalization_backward::desc(dnnl::prop_kind::backward, data_md_, data_md_, eps_, flags),
-          cpu_engine(), fwd_pd_);
+          user_scratchpad(), cpu_engine(), fwd_pd_);
       bwd_ = dnnl::batch_normalization_backward(bwd_pd_);
     }
     return x;
@@ -66,6 +66,7 @@ class BatchNormKernel : public OpKernel {
     const Tensor& var = training_ ? var_ : *in[4];
     args[DNNL_ARG_MEAN] = wrap(stat_md_, mean);
     args[DNNL_ARG_VARIANCE] = wrap(stat_md_, var);
+    args[DNNL_ARG_SCRATCHPAD] = scratchpad_for(fwd_pd_.scratchpad_desc());
     fwd_.execute(cpu_stream(), args);
     if (!training_) return;
     // Running statistics: PyTorch keeps the unbiased variance.
@@ -95,7 +96,8 @@ class BatchNormKernel : public OpKernel {
                                 {DNNL_ARG_SHIFT, wrap(stat_md_, *in[2])},
                                 {DNNL_ARG_DIFF_SRC, wrap(data_md_, dx)},
                                 {DNNL_ARG_DIFF_SCALE, wrap(stat_md_, dgamma)},
-                                {DNNL_ARG_DIFF_SHIFT, wrap(stat_md_, dbeta)}});
+                                {DNNL_ARG_DIFF_SHIFT, wrap(stat_md_, dbeta)},
+                                {DNNL_ARG_SCRATCHPAD, scratchpad_for(bwd_pd_.scratchpad_desc())}});
   }
 
   double flops(const std::vector<Shape>& in, const Shape&) const override { return 2.0 * shape_numel(in[0]); }

@@ -45,12 +45,12 @@ class Pool2dKernel : public OpKernel {
         pl(pad_.begin(), pad_.end());
     auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
     fwd_pd_ = dnnl::pooling_forward::primitive_desc(
-        dnnl::pooling_forward::desc(prop, alg, x_md_, y_md_, s, k, pl, pad_r), cpu_engine());
+        dnnl::pooling_forward::desc(prop, alg, x_md_, y_md_, s, k, pl, pad_r), user_scratchpad(), cpu_engine());
     fwd_ = dnnl::pooling_forward(fwd_pd_);
     if (training && is_max_) workspace_ = dnnl::memory(fwd_pd_.workspace_desc(), cpu_engine());
     if (training) {
       bwd_pd_ = dnnl::pooling_backward::primitive_desc(dnnl::pooling_backward::desc(alg, x_md_, y_md_, s, k, pl, pad_r),
-                                                       cpu_engine(), fwd_pd_);
+                                                       user_scratchpad(), cpu_engine(), fwd_pd_);
       bwd_ = dnnl::pooling_backward(bwd_pd_);
     }
     flops_ = static_cast<double>(shape_numel(y)) * kernel_[0] * kernel_[1];
@@ -60,6 +60,7 @@ class Pool2dKernel : public OpKernel {
   void forward(const Inputs& in, Tensor& y, RunContext&) override {
     std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, wrap(x_md_, *in[0])}, {DNNL_ARG_DST, wrap(y_md_, y)}};
     if (workspace_) args[DNNL_ARG_WORKSPACE] = workspace_;
+    args[DNNL_ARG_SCRATCHPAD] = scratchpad_for(fwd_pd_.scratchpad_desc());
     fwd_.execute(cpu_stream(), args);
   }
 
@@ -69,6 +70,7 @@ class Pool2dKernel : public OpKernel {
     std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_DIFF_DST, wrap(y_md_, dy)},
                                                   {DNNL_ARG_DIFF_SRC, wrap(x_md_, *din[0])}};
     if (workspace_) args[DNNL_ARG_WORKSPACE] = workspace_;
+    args[DNNL_ARG_SCRATCHPAD] = scratchpad_for(bwd_pd_.scratchpad_desc());
     bwd_.execute(cpu_stream(), args);
   }
 

@@ -70,6 +70,7 @@ class Trainer {
   int epochs_done() const { return epochs_done_; }
   int64_t steps_done() const { return step_; }
   const TrainConfig& config() const { return config_; }
+  Executor& executor() { return *executor_; }
 
   // Checkpoint state: tensors (optimizer moments) and JSON (counters, RNG, config).
   std::map<std::string, Tensor> state_tensors() const;

@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""Training throughput and accuracy: leanai vs PyTorch 1.13, side by side in one run.
+
+Same models, data, normalization and hyper-parameters as
+../shared/anchors/torch_bench.py: batch 128, Adam 1e-3, 2 threads; the MLP for
+5 epochs and the CNN for 2. Then cnn-bn (leanai only) for the accuracy target.
+Each tool runs in turn, ROUNDS times (default 1); a tool's speed is the median
+of its per-epoch samples/s over all rounds, and the ratio is leanai / PyTorch.
+
+Run via bench/train_bench.sh (installs PyTorch, builds leanai). Env:
+  ROUNDS (1), THREADS (2), LEANAI (build/leanai), OUT (bench/out), SKIP_CNN_BN=1
+Writes $OUT/train_results.jsonl and $OUT/train_table.md; prints the table.
+"""
+import json, os, statistics, subprocess, sys, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+LEANAI = os.environ.get("LEANAI", os.path.join(ROOT, "build", "leanai"))
+OUT = os.environ.get("OUT", os.path.join(HERE, "out"))
+ROUNDS = int(os.environ.get("ROUNDS", "1"))
+THREADS = os.environ.get("THREADS", "2")
+os.makedirs(OUT, exist_ok=True)
+results_path = os.path.join(OUT, "train_results.jsonl")
+results = open(results_path, "w")
+
+
+def record(row):
+    print(json.dumps(row), flush=True)
+    results.write(json.dumps(row) + "\n")
+    results.flush()
+
+
+def run_leanai(model, epochs, extra=(), seed=0):
+    cmd = [LEANAI, "train", "--model", model, "--data", "fashion-mnist", "--epochs", str(epochs), "--batch-size", "128",
+           "--optimizer", "adam", "--lr", "1e-3", "--threads", THREADS, "--seed", str(seed), "--json",
+           "--out", os.path.join(OUT, f"{model}.leanai"), *extra]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    epochs_rows, final = [], None
+    for line in out.splitlines():
+        j = json.loads(line)
+        if j["event"] == "epoch":
+            s = j["stats"]
+            epochs_rows.append({"tool": "leanai", "model": model, "epoch": s["epoch"], "seconds": s["seconds"],
+                                "samples_per_s": s["samples_per_s"], "train_loss": s["train_loss"]})
+        elif j["event"] == "result":
+            final = j["test"]["accuracy"]
+    for r in epochs_rows:
+        record(r)
+    return epochs_rows, final
+
+
+def run_torch(model, epochs, seed=0):
+    env = dict(os.environ, OMP_NUM_THREADS=THREADS)
+    out = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "torch_train.py"), model, str(epochs), THREADS, str(seed)],
+                         check=True, capture_output=True, text=True, env=env).stdout
+    rows = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    for r in rows:
+        record(r)
+    return rows, rows[-1]["test_accuracy"]
+
+
+table = []
+for model, epochs in (("mlp", 5), ("cnn", 2)):
+    speeds = {"leanai": [], "pytorch": []}
+    accs = {"leanai": [], "pytorch": []}
+    for rnd in range(ROUNDS):
+        rows, acc = run_leanai(model, epochs)
+        speeds["leanai"] += [r["samples_per_s"] for r in rows]
+        accs["leanai"].append(acc)
+        rows, acc = run_torch(model, epochs)
+        speeds["pytorch"] += [r["samples_per_s"] for r in rows]
+        accs["pytorch"].append(acc)
+    lean, torch_ = statistics.median(speeds["leanai"]), statistics.median(speeds["pytorch"])
+    table.append({"model": model, "epochs": epochs, "leanai_samples_per_s": lean, "pytorch_samples_per_s": torch_,
+                  "speedup": lean / torch_, "leanai_test_acc": statistics.median(accs["leanai"]),
+                  "pytorch_test_acc": statistics.median(accs["pytorch"])})
+    record({"summary": table[-1]})
+
+cnn_bn = None
+if os.environ.get("SKIP_CNN_BN") != "1":
+    t0 = time.time()
+    rows, acc = run_leanai("cnn-bn", 10, extra=("--schedule", "cosine", "--warmup", "200", "--weight-decay", "0.05",
+                                                "--optimizer", "adamw", "--lr", "2e-3"))
+    cnn_bn = {"model": "cnn-bn", "epochs": 10, "leanai_samples_per_s": statistics.median(r["samples_per_s"] for r in rows),
+              "leanai_test_acc": acc, "wall_s": time.time() - t0}
+    record({"summary": cnn_bn})
+
+lines = ["| model | epochs | leanai samples/s | PyTorch samples/s | speed-up | leanai test acc | PyTorch test acc |",
+         "|---|---|---|---|---|---|---|"]
+for t in table:
+    lines.append(f"| {t['model']} | {t['epochs']} | {t['leanai_samples_per_s']:.0f} | {t['pytorch_samples_per_s']:.0f} | "
+                 f"{t['speedup']:.2f}x | {t['leanai_test_acc']:.4f} | {t['pytorch_test_acc']:.4f} |")
+if cnn_bn:
+    lines.append(f"| cnn-bn | 10 | {cnn_bn['leanai_samples_per_s']:.0f} | - | - | {cnn_bn['leanai_test_acc']:.4f} | - |")
+md = "\n".join(lines)
+with open(os.path.join(OUT, "train_table.md"), "w") as f:
+    f.write(md + "\n")
+print(md)

@@ -1,3 +1,4 @@
+#include "leanai/core/parallel.h"
 #include "leanai/graph/executor.h"
 
 #include <chrono>
@@ -159,7 +160,7 @@ static void add_into(Tensor& dst, const Tensor& src) {
   float* d = dst.data<float>();
   const float* s = src.data<float>();
   const int64_t n = dst.numel();
-#pragma omp parallel for simd if (n > 65536)
+#pragma omp parallel for simd if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) d[i] += s[i];
 }
 

@@ -2,12 +2,12 @@
 // Memory-bound loops; OpenMP splits them only when large enough to pay off.
 #include <cmath>
 
+#include "leanai/core/parallel.h"
 #include "leanai/graph/op.h"
 
 namespace leanai {
 namespace {
 
-constexpr int64_t kParallelMin = 1 << 15;
 
 // F supplies y = f(x) and dx = dy * f'(x, y).
 template <typename F>
@@ -19,7 +19,7 @@ class UnaryKernel : public OpKernel {
     const float* x = in[0]->data<float>();
     float* y = out.data<float>();
     const int64_t n = out.numel();
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (n > kParallelMinElements)
     for (int64_t i = 0; i < n; ++i) y[i] = f_.fwd(x[i]);
   }
   void backward(const Inputs& in, const Tensor& out, const Tensor& dy, const InputGrads& din, RunContext&) override {
@@ -29,7 +29,7 @@ class UnaryKernel : public OpKernel {
     const float* g = dy.data<float>();
     float* dx = din[0]->data<float>();
     const int64_t n = out.numel();
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (n > kParallelMinElements)
     for (int64_t i = 0; i < n; ++i) dx[i] = g[i] * f_.grad(x[i], y[i]);
   }
   double flops(const std::vector<Shape>& in, const Shape&) const override { return static_cast<double>(shape_numel(in[0])); }

@@ -1,12 +1,12 @@
 // add and mul with NumPy broadcasting. Same-shape inputs take a flat,
 // parallel loop; broadcast inputs use offset tables built once in prepare().
+#include "leanai/core/parallel.h"
 #include "leanai/core/error.h"
 #include "leanai/graph/op.h"
 
 namespace leanai {
 namespace {
 
-constexpr int64_t kParallelMin = 1 << 15;
 
 Shape broadcast_shape(const Shape& a, const Shape& b) {
   const size_t rank = std::max(a.size(), b.size());
@@ -63,15 +63,15 @@ class BinaryKernel : public OpKernel {
     const int64_t n = y.numel();
     if (same_) {
       if (is_mul_) {
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (n > kParallelMinElements)
         for (int64_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
       } else {
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (n > kParallelMinElements)
         for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
       }
       return;
     }
-#pragma omp parallel for if (n > kParallelMin)
+#pragma omp parallel for if (n > kParallelMinElements)
     for (int64_t i = 0; i < n; ++i) {
       const float va = a[off_a_[i]], vb = b[off_b_[i]];
       out[i] = is_mul_ ? va * vb : va + vb;
@@ -88,7 +88,7 @@ class BinaryKernel : public OpKernel {
       float* d = din[side]->data<float>();
       const float* other = side == 0 ? b : a;
       if (same_) {
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (n > kParallelMinElements)
         for (int64_t i = 0; i < n; ++i) d[i] = is_mul_ ? g[i] * other[i] : g[i];
         continue;
       }

@@ -10,6 +10,7 @@
 // rewrites conv2d -> relu -> maxpool2d chains into it.
 #include <dnnl.hpp>
 
+#include "leanai/core/parallel.h"
 #include "leanai/core/error.h"
 #include "leanai/graph/op.h"
 #include "leanai/kernels/dnnl_context.h"
@@ -232,7 +233,7 @@ class Conv2dKernel : public OpKernel {
       const float* y = static_cast<const float*>(conv_out_.get_data_handle());
       float* d = static_cast<float*>(conv_diff_.get_data_handle());
       const int64_t n = static_cast<int64_t>(fwd_pd_.dst_desc().get_size() / sizeof(float));
-#pragma omp parallel for simd if (n > 65536)
+#pragma omp parallel for simd if (n > kParallelMinElements)
       for (int64_t i = 0; i < n; ++i) d[i] = y[i] > 0.0f ? d[i] : 0.0f;
     }
     return conv_diff_;

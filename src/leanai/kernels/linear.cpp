@@ -2,6 +2,7 @@
 // (batched A @ B), both on oneDNN's SGEMM.
 #include <dnnl.hpp>
 
+#include "leanai/core/parallel.h"
 #include "leanai/core/error.h"
 #include "leanai/graph/op.h"
 
@@ -39,7 +40,7 @@ class LinearKernel : public OpKernel {
     float beta = 0.0f;
     if (in.size() == 3) {  // start from the bias and let the GEMM accumulate onto it
       const float* b = in[2]->data<float>();
-#pragma omp parallel for if (rows_ * out_ > 65536)
+#pragma omp parallel for if (rows_ * out_ > kParallelMinElements)
       for (int64_t r = 0; r < rows_; ++r)
         for (int64_t o = 0; o < out_; ++o) out[r * out_ + o] = b[o];
       beta = 1.0f;

@@ -8,6 +8,7 @@
 
 #include <dnnl.hpp>
 
+#include "leanai/core/parallel.h"
 #include "leanai/core/error.h"
 #include "leanai/graph/op.h"
 #include "leanai/kernels/dnnl_context.h"
@@ -143,7 +144,7 @@ class LayerNormKernel : public OpKernel {
     float* out = y.data<float>();
     float* mean = mean_.data<float>();
     float* rstd = rstd_.data<float>();
-#pragma omp parallel for if (rows_ * width_ > 65536)
+#pragma omp parallel for if (rows_ * width_ > kParallelMinElements)
     for (int64_t r = 0; r < rows_; ++r) {
       const float* xr = x + r * width_;
       double sum = 0.0, sq = 0.0;
@@ -179,7 +180,7 @@ class LayerNormKernel : public OpKernel {
     }
     if (!din[0]) return;
     float* dx = din[0]->data<float>();
-#pragma omp parallel for if (rows_ * width_ > 65536)
+#pragma omp parallel for if (rows_ * width_ > kParallelMinElements)
     for (int64_t r = 0; r < rows_; ++r) {
       double sum_dh = 0.0, sum_dh_xhat = 0.0;
       for (int64_t i = 0; i < width_; ++i) {

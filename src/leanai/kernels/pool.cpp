@@ -4,6 +4,7 @@
 // count_include_pad (default 1, as in PyTorch).
 #include <dnnl.hpp>
 
+#include "leanai/core/parallel.h"
 #include "leanai/core/error.h"
 #include "leanai/graph/op.h"
 #include "leanai/kernels/dnnl_context.h"
@@ -101,7 +102,7 @@ class GlobalAvgPoolKernel : public OpKernel {
   void forward(const Inputs& in, Tensor& y, RunContext&) override {
     const float* x = in[0]->data<float>();
     float* out = y.data<float>();
-#pragma omp parallel for if (planes_ * area_ > 65536)
+#pragma omp parallel for if (planes_ * area_ > kParallelMinElements)
     for (int64_t p = 0; p < planes_; ++p) {
       float sum = 0.0f;
       for (int64_t i = 0; i < area_; ++i) sum += x[p * area_ + i];
@@ -112,7 +113,7 @@ class GlobalAvgPoolKernel : public OpKernel {
     if (!din[0]) return;
     const float* g = dy.data<float>();
     float* dx = din[0]->data<float>();
-#pragma omp parallel for if (planes_ * area_ > 65536)
+#pragma omp parallel for if (planes_ * area_ > kParallelMinElements)
     for (int64_t p = 0; p < planes_; ++p)
       for (int64_t i = 0; i < area_; ++i) dx[p * area_ + i] = g[p] / static_cast<float>(area_);
   }

@@ -1,6 +1,7 @@
 // softmax and log_softmax along one axis (attribute axis, default -1).
 #include <cmath>
 
+#include "leanai/core/parallel.h"
 #include "leanai/core/error.h"
 #include "leanai/graph/op.h"
 
@@ -24,7 +25,7 @@ class SoftmaxKernel : public OpKernel {
   void forward(const Inputs& in, Tensor& y, RunContext&) override {
     const float* x = in[0]->data<float>();
     float* out = y.data<float>();
-#pragma omp parallel for collapse(2) if (outer_ * len_ * inner_ > 65536)
+#pragma omp parallel for collapse(2) if (outer_ * len_ * inner_ > kParallelMinElements)
     for (int64_t o = 0; o < outer_; ++o)
       for (int64_t i = 0; i < inner_; ++i) {
         const float* xs = x + o * len_ * inner_ + i;
@@ -44,7 +45,7 @@ class SoftmaxKernel : public OpKernel {
     const float* out = y.data<float>();
     const float* g = dy.data<float>();
     float* dx = din[0]->data<float>();
-#pragma omp parallel for collapse(2) if (outer_ * len_ * inner_ > 65536)
+#pragma omp parallel for collapse(2) if (outer_ * len_ * inner_ > kParallelMinElements)
     for (int64_t o = 0; o < outer_; ++o)
       for (int64_t i = 0; i < inner_; ++i) {
         const int64_t base = o * len_ * inner_ + i;

@@ -1,3 +1,4 @@
+#include "leanai/core/parallel.h"
 #include "leanai/nn/optimizer.h"
 
 #include <cmath>
@@ -7,7 +8,6 @@
 namespace leanai {
 namespace {
 
-constexpr int64_t kParallelMin = 1 << 14;
 constexpr int64_t kChunk = 1 << 14;
 
 struct AdamCoeffs {
@@ -47,7 +47,7 @@ class Sgd : public Optimizer {
       const int64_t n = p.value.numel();
       const bool first = steps_ == 0;
       const bool nesterov = c_.nesterov;
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (n > kParallelMinElements)
       for (int64_t i = 0; i < n; ++i) {
         float d = g[i] + wd * w[i];
         if (b) {
@@ -99,7 +99,7 @@ class Adam : public Optimizer {
       float* v = v_[p.name].data<float>();
       const int64_t n = p.value.numel();
       const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for if (n > kParallelMin)
+#pragma omp parallel for if (n > kParallelMinElements)
       for (int64_t c = 0; c < chunks; ++c) {
         const int64_t begin = c * kChunk, len = std::min(kChunk, n - begin);
         adam_update(w + begin, g + begin, m + begin, v + begin, len, k);

@@ -157,11 +157,11 @@ void Executor::backward(const Tensor& dout) {
 }
 
 static void add_into(Tensor& dst, const Tensor& src) {
-  float* d = dst.data<float>();
-  const float* s = src.data<float>();
-  const int64_t n = dst.numel();
-#pragma omp parallel for simd if (n > kParallelMinElements)
-  for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+  float* __restrict d = dst.data<float>();
+  const float* __restrict s = src.data<float>();
+  for_chunks(dst.numel(), [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) d[i] += s[i];
+  });
 }
 
 void Executor::run_backward(Instance& inst) {

@@ -62,13 +62,16 @@ class BinaryKernel : public OpKernel {
     float* out = y.data<float>();
     const int64_t n = y.numel();
     if (same_) {
-      if (is_mul_) {
-#pragma omp parallel for simd if (n > kParallelMinElements)
-        for (int64_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
-      } else {
-#pragma omp parallel for simd if (n > kParallelMinElements)
-        for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
-      }
+      const bool mul = is_mul_;
+      for_chunks(n, [=](int64_t begin, int64_t end) {
+        const float* __restrict pa = a;
+        const float* __restrict pb = b;
+        float* __restrict po = out;
+        if (mul)
+          for (int64_t i = begin; i < end; ++i) po[i] = pa[i] * pb[i];
+        else
+          for (int64_t i = begin; i < end; ++i) po[i] = pa[i] + pb[i];
+      });
       return;
     }
 #pragma omp parallel for if (n > kParallelMinElements)
@@ -88,8 +91,16 @@ class BinaryKernel : public OpKernel {
       float* d = din[side]->data<float>();
       const float* other = side == 0 ? b : a;
       if (same_) {
-#pragma omp parallel for simd if (n > kParallelMinElements)
-        for (int64_t i = 0; i < n; ++i) d[i] = is_mul_ ? g[i] * other[i] : g[i];
+        const bool mul = is_mul_;
+        for_chunks(n, [=](int64_t begin, int64_t end) {
+          const float* __restrict pg = g;
+          const float* __restrict po = other;
+          float* __restrict pd = d;
+          if (mul)
+            for (int64_t i = begin; i < end; ++i) pd[i] = pg[i] * po[i];
+          else
+            for (int64_t i = begin; i < end; ++i) pd[i] = pg[i];
+        });
         continue;
       }
       // Broadcast: several outputs read one input element, so sum serially.

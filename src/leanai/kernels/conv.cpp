@@ -230,11 +230,12 @@ class Conv2dKernel : public OpKernel {
       from_plain_.execute(cpu_stream(), plain, conv_diff_);
     }
     if (relu_) {
-      const float* y = static_cast<const float*>(conv_out_.get_data_handle());
-      float* d = static_cast<float*>(conv_diff_.get_data_handle());
+      const float* __restrict y = static_cast<const float*>(conv_out_.get_data_handle());
+      float* __restrict d = static_cast<float*>(conv_diff_.get_data_handle());
       const int64_t n = static_cast<int64_t>(fwd_pd_.dst_desc().get_size() / sizeof(float));
-#pragma omp parallel for simd if (n > kParallelMinElements)
-      for (int64_t i = 0; i < n; ++i) d[i] = y[i] > 0.0f ? d[i] : 0.0f;
+      for_chunks(n, [=](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) d[i] = y[i] > 0.0f ? d[i] : 0.0f;
+      });
     }
     return conv_diff_;
   }

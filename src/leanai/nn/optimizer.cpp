@@ -47,15 +47,16 @@ class Sgd : public Optimizer {
       const int64_t n = p.value.numel();
       const bool first = steps_ == 0;
       const bool nesterov = c_.nesterov;
-#pragma omp parallel for simd if (n > kParallelMinElements)
-      for (int64_t i = 0; i < n; ++i) {
-        float d = g[i] + wd * w[i];
-        if (b) {
-          b[i] = first ? d : mu * b[i] + d;  // PyTorch: the first step seeds the buffer
-          d = nesterov ? d + mu * b[i] : b[i];
+      for_chunks(n, [=](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          float d = g[i] + wd * w[i];
+          if (b) {
+            b[i] = first ? d : mu * b[i] + d;  // PyTorch: the first step seeds the buffer
+            d = nesterov ? d + mu * b[i] : b[i];
+          }
+          w[i] -= lr * d;
         }
-        w[i] -= lr * d;
-      }
+      });
     }
     ++steps_;
   }

@@ -9,7 +9,7 @@ namespace leanai {
 namespace {
 
 
-// F supplies y = f(x) and dx = dy * f'(x, y).
+// F supplies y = fwd(x) and dx = grad(x, y, dy), both branch-free so they vectorize.
 template <typename F>
 class UnaryKernel : public OpKernel {
  public:
@@ -38,7 +38,7 @@ class UnaryKernel : public OpKernel {
   }
   void backward_range(const float* __restrict x, const float* __restrict y, const float* __restrict g,
                       float* __restrict dx, int64_t begin, int64_t end) const {
-    for (int64_t i = begin; i < end; ++i) dx[i] = g[i] * f_.grad(x[i], y[i]);
+    for (int64_t i = begin; i < end; ++i) dx[i] = f_.grad(x[i], y[i], g[i]);
   }
 
   F f_;
@@ -46,28 +46,28 @@ class UnaryKernel : public OpKernel {
 
 struct Relu {
   float fwd(float x) const { return x > 0.0f ? x : 0.0f; }
-  float grad(float x, float) const { return x > 0.0f ? 1.0f : 0.0f; }
+  float grad(float x, float, float g) const { return x > 0.0f ? g : 0.0f; }
 };
 struct LeakyRelu {
   float alpha;
   float fwd(float x) const { return x > 0.0f ? x : alpha * x; }
-  float grad(float x, float) const { return x > 0.0f ? 1.0f : alpha; }
+  float grad(float x, float, float g) const { return x > 0.0f ? g : alpha * g; }
 };
 struct Gelu {  // x * Phi(x)
   float fwd(float x) const { return 0.5f * x * (1.0f + std::erf(x * 0.70710678f)); }
-  float grad(float x, float) const {
+  float grad(float x, float, float g) const {
     float cdf = 0.5f * (1.0f + std::erf(x * 0.70710678f));
     float pdf = 0.39894228f * std::exp(-0.5f * x * x);
-    return cdf + x * pdf;
+    return g * (cdf + x * pdf);
   }
 };
 struct Sigmoid {
   float fwd(float x) const { return 1.0f / (1.0f + std::exp(-x)); }
-  float grad(float, float y) const { return y * (1.0f - y); }
+  float grad(float, float y, float g) const { return g * y * (1.0f - y); }
 };
 struct Tanh {
   float fwd(float x) const { return std::tanh(x); }
-  float grad(float, float y) const { return 1.0f - y * y; }
+  float grad(float, float y, float g) const { return g * (1.0f - y * y); }
 };
 
 template <typename F>

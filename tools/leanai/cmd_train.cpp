@@ -67,9 +67,12 @@ TrainConfig make_config(const TrainOptions& o, int64_t batches_per_epoch) {
 void run_train(const TrainOptions& o) {
   check(!(o.nesterov && o.optimizer != "sgd"), "--nesterov applies to --optimizer sgd only");
   check(!o.out.empty(), "--out must name a file");
-  const auto out_dir = std::filesystem::path(o.out).parent_path();
-  check(out_dir.empty() || std::filesystem::is_directory(out_dir),
-        "--out: directory '" + out_dir.string() + "' does not exist; create it first");
+  // Both files are written only after training: check their directories before it starts.
+  for (const auto& [flag, path] : {std::pair<std::string, std::string>{"--out", o.out}, {"--checkpoint", o.checkpoint}}) {
+    const auto dir = std::filesystem::path(path).parent_path();
+    check(dir.empty() || std::filesystem::is_directory(dir),
+          flag + ": directory '" + dir.string() + "' does not exist; create it first");
+  }
   apply_threads(o.threads);
 
   LoadedData data = load_data(o.data, o.seed);

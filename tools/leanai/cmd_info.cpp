@@ -51,6 +51,14 @@ void run_info(const InfoOptions& o) {
     g = build_model(o.model, parse_shape(o.input_shape), o.classes, 0);
   }
   Executor ex(g);
+  // One forward pass at batch 1 on zeros, so ex.value() has each layer's output shape below.
+  std::vector<Tensor> zeros;
+  for (int id : g.inputs()) {
+    Shape s = g.input_sample_shape(id);
+    s.insert(s.begin(), 1);
+    zeros.push_back(Tensor::zeros(s, g.input_dtype(id)));
+  }
+  ex.forward(zeros);
   const double flops = ex.flops_per_sample();
   json layers = json::array();
   for (const Node& n : g.nodes()) {

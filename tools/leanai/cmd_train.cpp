@@ -67,9 +67,12 @@ TrainConfig make_config(const TrainOptions& o, int64_t batches_per_epoch) {
 void run_train(const TrainOptions& o) {
   check(!(o.nesterov && o.optimizer != "sgd"), "--nesterov applies to --optimizer sgd only");
   check(!o.out.empty(), "--out must name a file");
-  const auto out_dir = std::filesystem::path(o.out).parent_path();
-  check(out_dir.empty() || std::filesystem::is_directory(out_dir),
-        "--out: directory '" + out_dir.string() + "' does not exist; create it first");
+  // Both files are written only after training: check their directories before it starts.
+  for (const auto& [flag, path] : {std::pair<std::string, std::string>{"--out", o.out}, {"--checkpoint", o.checkpoint}}) {
+    const auto dir = std::filesystem::path(path).parent_path();
+    check(dir.empty() || std::filesystem::is_directory(dir),
+          flag + ": directory '" + dir.string() + "' does not exist; create it first");
+  }
   apply_threads(o.threads);
 
   LoadedData data = load_data(o.data, o.seed);
@@ -180,7 +183,16 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("-e,--epochs", opt->epochs, "epochs")->check(CLI::Range(1, 100000))->capture_default_str();
   cmd->add_option("-b,--batch-size", opt->batch_size, "batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20))->capture_default_str();
   cmd->add_option("--optimizer", opt->optimizer, "sgd, adam or adamw")->check(CLI::IsMember({"sgd", "adam", "adamw"}))->capture_default_str();
-  cmd->add_option("--lr", opt->lr, "learning rate")->check(CLI::Range(1e-9, 100.0))->capture_default_str();
+  // Not CLI::Range(1e-9, ...): its message prints the bound as 0.000000 ("Value 0 not in range 0.000000 to 100").
+  const CLI::Validator lr_range(
+      [](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        if (s.empty() || *end != '\0' || !(v > 0.0 && v <= 100.0)) return "Value " + s + " is not a number in (0, 100]";
+        return "";
+      },
+      "(0, 100]");
+  cmd->add_option("--lr", opt->lr, "learning rate")->check(lr_range)->capture_default_str();
   cmd->add_option("--momentum", opt->momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999))->capture_default_str();
   cmd->add_flag("--nesterov", opt->nesterov, "SGD with Nesterov momentum");
   cmd->add_option("--weight-decay", opt->weight_decay, "weight decay (L2 for sgd/adam, decoupled for adamw)")->check(CLI::Range(0.0, 1.0));

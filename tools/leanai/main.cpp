@@ -1,6 +1,7 @@
 // leanai: train, evaluate, run and inspect models.
 #include <cstdio>
 #include <new>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
@@ -25,7 +26,16 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // One line, with the way out.
-    std::fprintf(stderr, "leanai: error: %s (see 'leanai %s--help')\n", e.what(),
+    std::string msg = e.what();
+    if (app.get_subcommands().empty() && argc > 1) {
+      // CLI11 reports any unknown first word as "A subcommand is required": name it.
+      std::string names;
+      for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+        names += (names.empty() ? "" : ", ") + sub->get_name();
+      msg = std::string(argv[1][0] == '-' ? "unknown option '" : "unknown subcommand '") + argv[1] +
+            "'; the subcommands are " + names;
+    }
+    std::fprintf(stderr, "leanai: error: %s (see 'leanai %s--help')\n", msg.c_str(),
                  app.get_subcommands().empty() ? "" : (app.get_subcommands()[0]->get_name() + " ").c_str());
     return 2;
   } catch (const leanai::Error& e) {

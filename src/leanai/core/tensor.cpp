@@ -1,5 +1,6 @@
 #include "leanai/core/tensor.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -30,7 +31,14 @@ Shape contiguous_strides(const Shape& shape) {
   return st;
 }
 
+namespace {
+std::atomic<int64_t> buffers_created{0};
+}
+
+int64_t Buffer::created() { return buffers_created.load(); }
+
 Buffer::Buffer(size_t bytes) : bytes_(bytes) {
+  buffers_created.fetch_add(1, std::memory_order_relaxed);
   // 64-byte alignment: a cache line and one AVX-512 register.
   size_t rounded = (bytes + 63) / 64 * 64;
   data_ = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);

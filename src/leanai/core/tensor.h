@@ -29,6 +29,9 @@ class Buffer {
   Buffer& operator=(const Buffer&) = delete;
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
+  // Buffers created so far in this process: tests use it to check that a
+  // steady-state training step creates none.
+  static int64_t created();
 
  private:
   void* data_ = nullptr;

@@ -167,7 +167,11 @@ Trainer::~Trainer() = default;
 
 EpochStats Trainer::train_epoch(std::shared_ptr<const Dataset> train) {
   check(train->size() > 0, "the training set is empty");
-  BatchLoader loader(train, config_.batch_size, true, config_.seed);
+  if (!loader_ || loader_data_ != train.get()) {
+    loader_ = std::make_unique<BatchLoader>(train, config_.batch_size, true, config_.seed);
+    loader_data_ = train.get();
+  }
+  BatchLoader& loader = *loader_;
   loader.start_epoch(epochs_done_);
   const int64_t batches = loader.batches_per_epoch();
   const auto t0 = Clock::now();

@@ -15,6 +15,8 @@
 
 namespace leanai {
 
+class BatchLoader;
+
 struct TrainConfig {
   int epochs = 5;
   int64_t batch_size = 128;
@@ -86,6 +88,10 @@ class Trainer {
   std::unique_ptr<Executor> executor_;
   std::vector<ParamRef> params_;
   std::unique_ptr<Optimizer> optimizer_;
+  // Kept across epochs (its order depends only on seed and epoch), so epochs
+  // after the first create no buffers.
+  std::unique_ptr<BatchLoader> loader_;
+  const Dataset* loader_data_ = nullptr;
   int epochs_done_ = 0;
   int64_t step_ = 0;
 };

@@ -1,0 +1,49 @@
+// A training step in steady state creates no buffers: activations, gradients,
+// optimizer moments, oneDNN workspaces and scratchpads, and the loader's
+// batches are all created in the first epoch and reused after it.
+#include <gtest/gtest.h>
+
+#include "leanai/data/dataset.h"
+#include "leanai/nn/models.h"
+#include "leanai/nn/trainer.h"
+
+namespace leanai {
+namespace {
+
+std::shared_ptr<InMemoryDataset> synthetic_images(int64_t n) {
+  Rng rng(3);
+  Tensor x = Tensor::empty({n, 1, 12, 12});
+  Tensor y = Tensor::empty({n}, DType::i64);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = rng.normal();
+  for (int64_t i = 0; i < n; ++i) y.data<int64_t>()[i] = static_cast<int64_t>(rng.below(4));
+  return std::make_shared<InMemoryDataset>(x, y, Task::classification, 4);
+}
+
+void expect_no_buffers_after_first_epoch(Graph model) {
+  auto data = synthetic_images(300);  // 300 = 4 full batches of 64 + a partial one
+  TrainConfig cfg;
+  cfg.batch_size = 64;
+  cfg.epochs = 3;
+  Trainer trainer(model, Task::classification, 4, cfg);
+  trainer.train_epoch(data);
+  const int64_t after_first = Buffer::created();
+  trainer.train_epoch(data);
+  trainer.train_epoch(data);
+  EXPECT_EQ(Buffer::created(), after_first) << "epochs 2 and 3 created buffers";
+}
+
+TEST(SteadyState, MlpStepsCreateNoBuffers) {
+  expect_no_buffers_after_first_epoch(build_preset("mlp", {1, 12, 12}, 4, 0));
+}
+
+TEST(SteadyState, ConvBatchNormDropoutStepsCreateNoBuffers) {
+  json spec = json::parse(R"({"layers": [
+      {"type": "conv2d", "out": 16, "kernel": 3, "padding": 1}, {"type": "batchnorm"}, {"type": "relu"},
+      {"type": "maxpool2d", "kernel": 2},
+      {"type": "conv2d", "out": 16, "kernel": 3}, {"type": "relu"}, {"type": "maxpool2d", "kernel": 2},
+      {"type": "flatten"}, {"type": "dropout", "p": 0.2}, {"type": "linear"}]})");
+  expect_no_buffers_after_first_epoch(build_from_spec(spec, {1, 12, 12}, 4, 0));
+}
+
+}  // namespace
+}  // namespace leanai

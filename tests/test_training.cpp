@@ -239,6 +239,9 @@ struct OptCase {
   const char* label;
 };
 
+// Readable names in test listings (not the struct's bytes).
+void PrintTo(const OptCase& c, std::ostream* os) { *os << c.label; }
+
 class OptimizerReference : public OneThread, public ::testing::WithParamInterface<OptCase> {};
 
 TEST_P(OptimizerReference, MatchesPyTorchUpdateRules) {

@@ -60,9 +60,12 @@ DataOptions data_options_from_info(const json& info) {
 
 Graph build_model(const std::string& model, const Shape& sample_shape, int64_t num_outputs, uint64_t seed) {
   if (is_preset(model)) return build_preset(model, sample_shape, num_outputs, seed);
-  const bool looks_like_file = model.find('/') != std::string::npos || model.find(".json") != std::string::npos ||
+  // Preset names have no '.' or '/': anything with one is a path.
+  const bool looks_like_file = model.find('/') != std::string::npos || model.find('.') != std::string::npos ||
                                std::filesystem::exists(model);
   if (!looks_like_file) return build_preset(model, sample_shape, num_outputs, seed);  // error lists the presets
+  check(std::filesystem::exists(model), "cannot open model spec '" + model +
+                                            "': no such file (give a JSON spec, a model file, or a preset: mlp, cnn, cnn-bn)");
   return build_from_spec(read_spec_file(model), sample_shape, num_outputs, seed);
 }
 

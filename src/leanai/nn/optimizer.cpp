@@ -10,6 +10,18 @@ namespace {
 
 constexpr int64_t kChunk = 1 << 14;
 
+// The step count travels as an I64 tensor so resume stays exact at any length.
+Tensor steps_tensor(int64_t steps) {
+  Tensor t = Tensor::empty({1}, DType::i64);
+  t.data<int64_t>()[0] = steps;
+  return t;
+}
+
+int64_t steps_from(const Tensor& t) {
+  check(t.dtype() == DType::i64 && t.numel() == 1, "optimizer state 'steps' must be one I64 value");
+  return t.data<int64_t>()[0];
+}
+
 struct AdamCoeffs {
   float b1, b2, eps, wd, lr, step_size, bc2_sqrt;
   bool decoupled;
@@ -63,12 +75,12 @@ class Sgd : public Optimizer {
   std::map<std::string, Tensor> state() const override {
     std::map<std::string, Tensor> s;
     for (auto& [name, t] : buf_) s["momentum." + name] = t;
-    s["steps"] = Tensor::full({1}, static_cast<float>(steps_));
+    s["steps"] = steps_tensor(steps_);
     return s;
   }
   void load_state(const std::map<std::string, Tensor>& s) override {
     for (auto& [name, t] : buf_) t.copy_from(s.at("momentum." + name));
-    steps_ = static_cast<int64_t>(s.at("steps").data<float>()[0]);
+    steps_ = steps_from(s.at("steps"));
   }
 
  private:
@@ -111,13 +123,13 @@ class Adam : public Optimizer {
     std::map<std::string, Tensor> s;
     for (auto& [name, t] : m_) s["m." + name] = t;
     for (auto& [name, t] : v_) s["v." + name] = t;
-    s["steps"] = Tensor::full({1}, static_cast<float>(steps_));
+    s["steps"] = steps_tensor(steps_);
     return s;
   }
   void load_state(const std::map<std::string, Tensor>& s) override {
     for (auto& [name, t] : m_) t.copy_from(s.at("m." + name));
     for (auto& [name, t] : v_) t.copy_from(s.at("v." + name));
-    steps_ = static_cast<int64_t>(s.at("steps").data<float>()[0]);
+    steps_ = steps_from(s.at("steps"));
   }
 
  private:

@@ -4,11 +4,11 @@
 Same models, data, normalization and hyper-parameters as
 ../shared/anchors/torch_bench.py: batch 128, Adam 1e-3, 2 threads; the MLP for
 5 epochs and the CNN for 2. Then cnn-bn (leanai only) for the accuracy target.
-Each tool runs in turn, ROUNDS times (default 1); a tool's speed is the median
+Each tool runs in turn, ROUNDS times (default 3); a tool's speed is the median
 of its per-epoch samples/s over all rounds, and the ratio is leanai / PyTorch.
 
 Run via bench/train_bench.sh (installs PyTorch, builds leanai). Env:
-  ROUNDS (1), THREADS (2), LEANAI (build/leanai), OUT (bench/out), SKIP_CNN_BN=1
+  ROUNDS (3), THREADS (2), LEANAI (build/leanai), OUT (bench/out), SKIP_CNN_BN=1
 Writes $OUT/train_results.jsonl and $OUT/train_table.md; prints the table.
 """
 import json, os, statistics, subprocess, sys, time
@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LEANAI = os.environ.get("LEANAI", os.path.join(ROOT, "build", "leanai"))
 OUT = os.environ.get("OUT", os.path.join(HERE, "out"))
-ROUNDS = int(os.environ.get("ROUNDS", "1"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
 THREADS = os.environ.get("THREADS", "2")
 os.makedirs(OUT, exist_ok=True)
 results_path = os.path.join(OUT, "train_results.jsonl")
@@ -30,10 +30,14 @@ def record(row):
     results.flush()
 
 
-def run_leanai(model, epochs, extra=(), seed=0):
-    cmd = [LEANAI, "train", "--model", model, "--data", "fashion-mnist", "--epochs", str(epochs), "--batch-size", "128",
-           "--optimizer", "adam", "--lr", "1e-3", "--threads", THREADS, "--seed", str(seed), "--json",
-           "--out", os.path.join(OUT, f"{model}.leanai"), *extra]
+def run_leanai(model, epochs, overrides=None, seed=0):
+    """leanai train with the anchor's settings; `overrides` replaces some of them."""
+    opts = {"--data": "fashion-mnist", "--batch-size": "128", "--optimizer": "adam", "--lr": "1e-3",
+            "--threads": THREADS, "--seed": str(seed), "--out": os.path.join(OUT, f"{model}.leanai")}
+    opts.update(overrides or {})
+    cmd = [LEANAI, "train", "--model", model, "--epochs", str(epochs), "--json"]
+    for k, v in opts.items():
+        cmd += [k, v]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     epochs_rows, final = [], None
     for line in out.splitlines():
@@ -78,7 +82,7 @@ for model, epochs in (("mlp", 5), ("cnn", 2)):
 
 # The MLP accuracy target, with the same optimizer, rate and batch but the
 # learning rate decayed over the 5 epochs (cosine) instead of held constant.
-rows, acc = run_leanai("mlp", 5, extra=("--schedule", "cosine"))
+rows, acc = run_leanai("mlp", 5, {"--schedule": "cosine"})
 mlp_cosine = {"model": "mlp (cosine)", "epochs": 5,
               "leanai_samples_per_s": statistics.median(r["samples_per_s"] for r in rows), "leanai_test_acc": acc}
 record({"summary": mlp_cosine})
@@ -86,8 +90,8 @@ record({"summary": mlp_cosine})
 cnn_bn = None
 if os.environ.get("SKIP_CNN_BN") != "1":
     t0 = time.time()
-    rows, acc = run_leanai("cnn-bn", 10, extra=("--schedule", "cosine", "--warmup", "200", "--weight-decay", "0.05",
-                                                "--optimizer", "adamw", "--lr", "2e-3"))
+    rows, acc = run_leanai("cnn-bn", 10, {"--schedule": "cosine", "--warmup": "200", "--weight-decay": "0.05",
+                                          "--optimizer": "adamw", "--lr": "2e-3"})
     cnn_bn = {"model": "cnn-bn", "epochs": 10, "leanai_samples_per_s": statistics.median(r["samples_per_s"] for r in rows),
               "leanai_test_acc": acc, "wall_s": time.time() - t0}
     record({"summary": cnn_bn})

@@ -1,10 +1,11 @@
-// linear (y = x W^T + b, W stored [out, in] as in PyTorch) and matmul
-// (batched A @ B), both on oneDNN's SGEMM.
+// linear (y = x W^T + b, W stored [out, in] as in PyTorch) on oneDNN matmul
+// primitives, and matmul (batched A @ B) on oneDNN's SGEMM.
 #include <dnnl.hpp>
 
 #include "leanai/core/parallel.h"
 #include "leanai/core/error.h"
 #include "leanai/graph/op.h"
+#include "leanai/kernels/dnnl_context.h"
 
 namespace leanai {
 namespace {
@@ -17,42 +18,72 @@ void gemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, int
   if (st != dnnl_success) throw Error("oneDNN sgemm failed (status " + std::to_string(st) + ")");
 }
 
+// linear on oneDNN matmul primitives (brgemm kernels, measured ~20% faster
+// here than SGEMM on the MLP's shapes), one per pass, created once per shape:
+//   forward       y [rows, out]  = x [rows, in] . W^T (+ b)   (W read as [in, out], "ba")
+//   backward data dx [rows, in]  = dy [rows, out] . W
+//   backward wts  dW [out, in]   = dy^T [out, rows] . x        (dy read as "ba")
 class LinearKernel : public OpKernel {
  public:
-  Shape prepare(const std::vector<Shape>& in, bool) override {
+  Shape prepare(const std::vector<Shape>& in, bool training) override {
     const Shape& x = in[0];
     const Shape& w = in[1];
     check(x.size() >= 2, "linear expects input [batch, features], got " + shape_str(x));
     check(w.size() == 2, "linear weight must be [out, in], got " + shape_str(w));
     check(x.back() == w[1], "linear: input has " + std::to_string(x.back()) + " features but the weight expects " +
                                 std::to_string(w[1]) + " (input " + shape_str(x) + ", weight " + shape_str(w) + ")");
-    if (in.size() == 3) check(in[2] == Shape{w[0]}, "linear bias must be [" + std::to_string(w[0]) + "]");
+    has_bias_ = in.size() == 3;
+    if (has_bias_) check(in[2] == Shape{w[0]}, "linear bias must be [" + std::to_string(w[0]) + "]");
     rows_ = shape_numel(x) / x.back();
     in_ = w[1];
     out_ = w[0];
+    using tag = dnnl::memory::format_tag;
+    auto desc = [](int64_t a, int64_t b, tag t) { return dnnl::memory::desc({a, b}, dnnl::memory::data_type::f32, t); };
+    x_md_ = desc(rows_, in_, tag::ab);
+    y_md_ = desc(rows_, out_, tag::ab);
+    w_md_ = desc(out_, in_, tag::ab);
+    wt_md_ = desc(in_, out_, tag::ba);
+    dyt_md_ = desc(out_, rows_, tag::ba);
+    b_md_ = desc(1, out_, tag::ab);
+    auto& eng = cpu_engine();
+    fwd_pd_ = dnnl::matmul::primitive_desc(
+        has_bias_ ? dnnl::matmul::desc(x_md_, wt_md_, b_md_, y_md_) : dnnl::matmul::desc(x_md_, wt_md_, y_md_),
+        user_scratchpad(), eng);
+    fwd_ = dnnl::matmul(fwd_pd_);
+    if (training) {
+      bwd_data_pd_ = dnnl::matmul::primitive_desc(dnnl::matmul::desc(y_md_, w_md_, x_md_), user_scratchpad(), eng);
+      bwd_data_ = dnnl::matmul(bwd_data_pd_);
+      bwd_w_pd_ = dnnl::matmul::primitive_desc(dnnl::matmul::desc(dyt_md_, x_md_, w_md_), user_scratchpad(), eng);
+      bwd_w_ = dnnl::matmul(bwd_w_pd_);
+    }
     Shape y = x;
     y.back() = out_;
     return y;
   }
 
   void forward(const Inputs& in, Tensor& y, RunContext&) override {
-    float* out = y.data<float>();
-    float beta = 0.0f;
-    if (in.size() == 3) {  // start from the bias and let the GEMM accumulate onto it
-      const float* b = in[2]->data<float>();
-#pragma omp parallel for if (rows_ * out_ > kParallelMinElements)
-      for (int64_t r = 0; r < rows_; ++r)
-        for (int64_t o = 0; o < out_; ++o) out[r * out_ + o] = b[o];
-      beta = 1.0f;
-    }
-    gemm('N', 'T', rows_, out_, in_, in[0]->data<float>(), in_, in[1]->data<float>(), in_, beta, out, out_);
+    std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, wrap(x_md_, *in[0])},
+                                                  {DNNL_ARG_WEIGHTS, wrap(wt_md_, *in[1])},
+                                                  {DNNL_ARG_DST, wrap(y_md_, y)},
+                                                  {DNNL_ARG_SCRATCHPAD, scratchpad_for(fwd_pd_.scratchpad_desc())}};
+    if (has_bias_) args[DNNL_ARG_BIAS] = wrap(b_md_, *in[2]);
+    fwd_.execute(cpu_stream(), args);
   }
 
   void backward(const Inputs& in, const Tensor&, const Tensor& dy, const InputGrads& din, RunContext&) override {
-    const float* g = dy.data<float>();
-    if (din[0]) gemm('N', 'N', rows_, in_, out_, g, out_, in[1]->data<float>(), in_, 0.0f, din[0]->data<float>(), in_);
-    if (din[1]) gemm('T', 'N', out_, in_, rows_, g, out_, in[0]->data<float>(), in_, 0.0f, din[1]->data<float>(), in_);
+    check(static_cast<bool>(bwd_w_), "linear backward needs the kernel prepared for training");
+    if (din[0])
+      bwd_data_.execute(cpu_stream(), {{DNNL_ARG_SRC, wrap(y_md_, dy)},
+                                       {DNNL_ARG_WEIGHTS, wrap(w_md_, *in[1])},
+                                       {DNNL_ARG_DST, wrap(x_md_, *din[0])},
+                                       {DNNL_ARG_SCRATCHPAD, scratchpad_for(bwd_data_pd_.scratchpad_desc())}});
+    if (din[1])
+      bwd_w_.execute(cpu_stream(), {{DNNL_ARG_SRC, wrap(dyt_md_, dy)},
+                                    {DNNL_ARG_WEIGHTS, wrap(x_md_, *in[0])},
+                                    {DNNL_ARG_DST, wrap(w_md_, *din[1])},
+                                    {DNNL_ARG_SCRATCHPAD, scratchpad_for(bwd_w_pd_.scratchpad_desc())}});
     if (din.size() == 3 && din[2]) {
+      const float* g = dy.data<float>();
       float* db = din[2]->data<float>();
       for (int64_t o = 0; o < out_; ++o) db[o] = 0.0f;
       for (int64_t r = 0; r < rows_; ++r)
@@ -65,7 +96,11 @@ class LinearKernel : public OpKernel {
   }
 
  private:
+  bool has_bias_ = false;
   int64_t rows_ = 0, in_ = 0, out_ = 0;
+  dnnl::memory::desc x_md_, y_md_, w_md_, wt_md_, dyt_md_, b_md_;
+  dnnl::matmul::primitive_desc fwd_pd_, bwd_data_pd_, bwd_w_pd_;
+  dnnl::matmul fwd_, bwd_data_, bwd_w_;
 };
 
 // A [..., M, K] @ B: B is [K, N] (shared) or [..., K, N] with A's batch dims.

@@ -33,7 +33,7 @@ def record(row):
 def run_leanai(model, epochs, overrides=None, seed=0):
     """leanai train with the anchor's settings; `overrides` replaces some of them."""
     opts = {"--data": "fashion-mnist", "--batch-size": "128", "--optimizer": "adam", "--lr": "1e-3",
-            "--threads": THREADS, "--seed": str(seed), "--out": os.path.join(OUT, f"{model}.leanai")}
+            "--threads": THREADS, "--seed": str(seed), "--out": os.path.join(OUT, f"{model}-seed{seed}.leanai")}
     opts.update(overrides or {})
     cmd = [LEANAI, "train", "--model", model, "--epochs", str(epochs), "--json"]
     for k, v in opts.items():
@@ -67,17 +67,18 @@ table = []
 for model, epochs in (("mlp", 5), ("cnn", 2)):
     speeds = {"leanai": [], "pytorch": []}
     accs = {"leanai": [], "pytorch": []}
-    for rnd in range(ROUNDS):
-        rows, acc = run_leanai(model, epochs)
+    for rnd in range(ROUNDS):  # round r uses seed r in both tools: accuracy is compared over seeds
+        rows, acc = run_leanai(model, epochs, seed=rnd)
         speeds["leanai"] += [r["samples_per_s"] for r in rows]
         accs["leanai"].append(acc)
-        rows, acc = run_torch(model, epochs)
+        rows, acc = run_torch(model, epochs, seed=rnd)
         speeds["pytorch"] += [r["samples_per_s"] for r in rows]
         accs["pytorch"].append(acc)
     lean, torch_ = statistics.median(speeds["leanai"]), statistics.median(speeds["pytorch"])
     table.append({"model": model, "epochs": epochs, "leanai_samples_per_s": lean, "pytorch_samples_per_s": torch_,
-                  "speedup": lean / torch_, "leanai_test_acc": statistics.median(accs["leanai"]),
-                  "pytorch_test_acc": statistics.median(accs["pytorch"])})
+                  "speedup": lean / torch_, "leanai_test_acc": statistics.mean(accs["leanai"]),
+                  "pytorch_test_acc": statistics.mean(accs["pytorch"]),
+                  "leanai_test_accs": accs["leanai"], "pytorch_test_accs": accs["pytorch"]})
     record({"summary": table[-1]})
 
 # The MLP accuracy target, with the same optimizer, rate and batch but the
@@ -96,11 +97,17 @@ if os.environ.get("SKIP_CNN_BN") != "1":
               "leanai_test_acc": acc, "wall_s": time.time() - t0}
     record({"summary": cnn_bn})
 
-lines = ["| model | epochs | leanai samples/s | PyTorch samples/s | speed-up | leanai test acc | PyTorch test acc |",
+def accs_str(mean, values):
+    return f"{mean:.4f} ({min(values):.4f}-{max(values):.4f})" if len(values) > 1 else f"{mean:.4f}"
+
+
+lines = [f"| model | epochs | leanai samples/s | PyTorch samples/s | speed-up | leanai test acc, mean (range) over {ROUNDS} seeds"
+         " | PyTorch test acc, mean (range) |",
          "|---|---|---|---|---|---|---|"]
 for t in table:
     lines.append(f"| {t['model']} | {t['epochs']} | {t['leanai_samples_per_s']:.0f} | {t['pytorch_samples_per_s']:.0f} | "
-                 f"{t['speedup']:.2f}x | {t['leanai_test_acc']:.4f} | {t['pytorch_test_acc']:.4f} |")
+                 f"{t['speedup']:.2f}x | {accs_str(t['leanai_test_acc'], t['leanai_test_accs'])} | "
+                 f"{accs_str(t['pytorch_test_acc'], t['pytorch_test_accs'])} |")
 lines.append(f"| mlp, cosine schedule | 5 | {mlp_cosine['leanai_samples_per_s']:.0f} | - | - | "
              f"{mlp_cosine['leanai_test_acc']:.4f} | - |")
 if cnn_bn:

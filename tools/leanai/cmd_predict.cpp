@@ -47,7 +47,8 @@ Tensor images_from_idx(const std::string& path, const Shape& sample) {
   Tensor raw = read_idx(path);
   check(raw.dtype() == DType::u8, path + ": IDX images must hold u8 pixels");
   const int64_t per_sample = shape_numel(sample);
-  check(raw.rank() >= 2 && raw.numel() / raw.dim(0) == per_sample,
+  check(raw.rank() >= 2 && raw.dim(0) > 0, path + ": holds no images");
+  check(raw.numel() / raw.dim(0) == per_sample,
         fmt::format("{}: images of shape {} do not match the model's input {}", path, shape_str(raw.shape()), shape_str(sample)));
   Shape s = sample;
   s.insert(s.begin(), raw.dim(0));

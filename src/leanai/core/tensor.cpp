@@ -15,6 +15,19 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
+// Elements of a shape to allocate, refusing sizes whose product overflows or
+// exceeds what any machine here could hold (2^40 elements).
+static int64_t checked_numel(const Shape& shape) {
+  constexpr int64_t kMax = int64_t{1} << 40;
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    check(d >= 0, "negative dimension in shape " + shape_str(shape));
+    check(d == 0 || n <= kMax / d, "shape " + shape_str(shape) + " is too large to allocate");
+    n *= d;
+  }
+  return n;
+}
+
 std::string shape_str(const Shape& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
@@ -48,12 +61,12 @@ Buffer::Buffer(size_t bytes) : bytes_(bytes) {
 Buffer::~Buffer() { std::free(data_); }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype) {
-  for (int64_t d : shape) check(d >= 0, "negative dimension in shape " + shape_str(shape));
+  const int64_t numel = checked_numel(shape);
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = shape;
   t.strides_ = contiguous_strides(shape);
-  t.buffer_ = std::make_shared<Buffer>(shape_numel(shape) * dtype_size(dtype));
+  t.buffer_ = std::make_shared<Buffer>(numel * dtype_size(dtype));
   return t;
 }
 

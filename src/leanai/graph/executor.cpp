@@ -66,7 +66,7 @@ Executor::Instance& Executor::instance_for(const std::vector<Tensor>& inputs) {
     Shape sample(t.shape().begin() + (t.rank() > 0 ? 1 : 0), t.shape().end());
     check(t.rank() >= 1 && sample == expected,
           "input '" + in.name + "' has shape " + shape_str(t.shape()) + "; expected [batch" +
-              (expected.empty() ? "" : ", " + shape_str(expected).substr(1)));
+              (expected.empty() ? "]" : ", " + shape_str(expected).substr(1)));
     check(t.dtype() == graph_.input_dtype(in.id), "input '" + in.name + "' has dtype " + dtype_name(t.dtype()) +
                                                       "; expected " + dtype_name(graph_.input_dtype(in.id)));
     check(t.is_contiguous(), "input '" + in.name + "' must be contiguous");
@@ -96,6 +96,7 @@ Executor::Instance& Executor::instance_for(const std::vector<Tensor>& inputs) {
       if (requires_grad_[n.id]) inst->grads[n.id] = param_grads_.at(n.name);
     } else {
       std::vector<Shape> in_shapes;
+      const OpInfo& info = find_op(n.op);
       for (int i : n.inputs) {
         in_shapes.push_back(inst->values[i].shape());
         inst->inputs[n.id].push_back(&inst->values[i]);
@@ -107,6 +108,12 @@ Executor::Instance& Executor::instance_for(const std::vector<Tensor>& inputs) {
       } catch (const Error& e) {
         throw Error("node " + std::to_string(n.id) + " (" + n.op + (n.name.empty() ? "" : " '" + n.name + "'") +
                     "): " + e.what());
+      }
+      // Shapes first (their errors say more), then the dtypes the kernel reads.
+      for (size_t k = 0; k < n.inputs.size(); ++k) {
+        const DType have = inst->values[n.inputs[k]].dtype(), want = info.input_dtype(static_cast<int>(k));
+        check(have == want, "node " + std::to_string(n.id) + " (" + n.op + "): input " + std::to_string(k) + " is " +
+                                dtype_name(have) + ", the op reads " + dtype_name(want));
       }
       inst->values[n.id] = Tensor::empty(out_shape, inst->kernels[n.id]->out_dtype());
       inst->din[n.id].assign(n.inputs.size(), nullptr);

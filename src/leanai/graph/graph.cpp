@@ -7,6 +7,8 @@ namespace leanai {
 
 int Graph::add_input(const std::string& name, const Shape& sample_shape, DType dtype) {
   check(input_id_or(name) < 0, "graph input '" + name + "' is defined twice");
+  for (int64_t d : sample_shape)
+    check(d >= 1 && d <= (int64_t{1} << 24), "graph input '" + name + "' has a bad dimension in " + shape_str(sample_shape));
   Node n;
   n.id = static_cast<int>(nodes_.size());
   n.op = "input";
@@ -40,6 +42,7 @@ int Graph::add(const std::string& op, const std::vector<int>& inputs, json attrs
   for (int i : inputs)
     check(i >= 0 && i < static_cast<int>(nodes_.size()), "op '" + op + "': input node " + std::to_string(i) +
                                                               " does not exist yet (nodes must be added in order)");
+  check(attrs.is_null() || attrs.is_object(), "op '" + op + "': attributes must be a JSON object");
   Node n;
   n.id = static_cast<int>(nodes_.size());
   n.op = op;

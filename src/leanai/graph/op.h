@@ -45,6 +45,8 @@ struct OpInfo {
   // Which inputs are differentiable (e.g. cross_entropy's labels are not).
   std::function<bool(int input_index)> differentiable = [](int) { return true; };
   std::function<std::unique_ptr<OpKernel>(const Node&)> make;
+  // The dtype each input must have (F32 for all but cross_entropy's labels).
+  std::function<DType(int input_index)> input_dtype = [](int) { return DType::f32; };
 };
 
 void register_op(OpInfo info);
@@ -56,6 +58,7 @@ std::vector<std::string> op_names();
 // Attribute helpers: clear errors when an attribute is missing or mistyped.
 int64_t attr_int(const Node& n, const std::string& key, int64_t fallback);
 double attr_float(const Node& n, const std::string& key, double fallback);
+std::string attr_string(const Node& n, const std::string& key, const std::string& fallback);
 std::vector<int64_t> attr_ints(const Node& n, const std::string& key, std::vector<int64_t> fallback);
 
 }  // namespace leanai

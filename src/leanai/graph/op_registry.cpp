@@ -48,6 +48,7 @@ std::vector<std::string> op_names() {
 }
 
 static const json* attr(const Node& n, const std::string& key) {
+  if (!n.attrs.is_object()) return nullptr;
   auto it = n.attrs.find(key);
   return it == n.attrs.end() ? nullptr : &*it;
 }
@@ -68,6 +69,13 @@ double attr_float(const Node& n, const std::string& key, double fallback) {
   if (!a) return fallback;
   check(a->is_number(), where(n, key) + " must be a number");
   return a->get<double>();
+}
+
+std::string attr_string(const Node& n, const std::string& key, const std::string& fallback) {
+  const json* a = attr(n, key);
+  if (!a) return fallback;
+  check(a->is_string(), where(n, key) + " must be a string");
+  return a->get<std::string>();
 }
 
 std::vector<int64_t> attr_ints(const Node& n, const std::string& key, std::vector<int64_t> fallback) {

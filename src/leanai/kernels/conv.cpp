@@ -14,6 +14,7 @@
 #include "leanai/core/error.h"
 #include "leanai/graph/op.h"
 #include "leanai/kernels/dnnl_context.h"
+#include "leanai/kernels/pool_geometry.h"
 
 namespace leanai {
 namespace {
@@ -37,17 +38,11 @@ class Conv2dKernel : public OpKernel {
             "conv2d: stride and dilation must be >= 1 and padding >= 0");
     check(groups_ >= 1, "conv2d: groups must be >= 1");
     if (!fused_) return;
-    const std::string act = n.attrs.value("activation", std::string("none"));
+    const std::string act = attr_string(n, "activation", "none");
     check(act == "relu" || act == "none", "conv2d_fused: activation must be 'relu' or 'none'");
     relu_ = act == "relu";
     if (n.attrs.contains("pool") && !n.attrs["pool"].is_null()) {
-      Node pool_node;
-      pool_node.attrs = n.attrs["pool"];
-      pool_kernel_ = attr_ints(pool_node, "kernel", {2, 2});
-      pool_stride_ = attr_ints(pool_node, "stride", pool_kernel_);
-      pool_pad_ = attr_ints(pool_node, "padding", {0, 0});
-      check(pool_kernel_.size() == 2 && pool_stride_.size() == 2 && pool_pad_.size() == 2,
-            "conv2d_fused: pool kernel, stride and padding take one or two integers");
+      pool_ = PoolGeometry::from_attrs(n.attrs["pool"], "conv2d_fused pool");
       has_pool_ = true;
     }
   }
@@ -74,9 +69,7 @@ class Conv2dKernel : public OpKernel {
       pad_r[i] = (y[2 + i] - 1) * stride_[i] + extent - x[2 + i] - pad_[i];
       dil[i] = dilation_[i] - 1;
     }
-    x_shape_ = x;
     w_shape_ = w;
-    y_shape_ = y;
     flops_ = 2.0 * shape_numel(y) * w[1] * w[2] * w[3];
 
     auto& eng = cpu_engine();
@@ -159,7 +152,6 @@ class Conv2dKernel : public OpKernel {
       Tensor& dw = din[1] ? *din[1] : scratch_w(in[1]->shape());
       std::unordered_map<int, dnnl::memory> args = {
           {DNNL_ARG_SRC, x_mem}, {DNNL_ARG_DIFF_DST, dy_w}, {DNNL_ARG_DIFF_WEIGHTS, bw_dw_.out(dw)}};
-      Tensor db_dummy;
       if (has_bias_) {
         Tensor& db = din[2] ? *din[2] : scratch_b();
         args[DNNL_ARG_DIFF_BIAS] = wrap(md({w_shape_[0]}, dt::f32, tag::a), db);
@@ -190,17 +182,11 @@ class Conv2dKernel : public OpKernel {
       if (training) from_plain_ = dnnl::reorder(dnnl::memory(y_plain_, cpu_engine(), DNNL_MEMORY_NONE), conv_diff_);
       return y;
     }
-    Shape p = {y[0], y[1], 0, 0};
-    dnnl::memory::dims pad_r(2);
-    for (int i = 0; i < 2; ++i) {
-      const int64_t span = y[2 + i] + 2 * pool_pad_[i] - pool_kernel_[i];
-      check(span >= 0, "conv2d_fused: pooling window is larger than the convolution output " + shape_str(y));
-      p[2 + i] = span / pool_stride_[i] + 1;
-      pad_r[i] = (p[2 + i] - 1) * pool_stride_[i] + pool_kernel_[i] - y[2 + i] - pool_pad_[i];
-    }
+    dnnl::memory::dims pad_r;
+    const Shape p = pool_.output(y, pad_r);
     const md p_any(to_dims(p), dt::f32, tag::any);
-    const dnnl::memory::dims k(pool_kernel_.begin(), pool_kernel_.end()), s(pool_stride_.begin(), pool_stride_.end()),
-        pl(pool_pad_.begin(), pool_pad_.end());
+    const dnnl::memory::dims k(pool_.kernel.begin(), pool_.kernel.end()), s(pool_.stride.begin(), pool_.stride.end()),
+        pl(pool_.pad.begin(), pool_.pad.end());
     auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
     pool_fwd_pd_ = dnnl::pooling_forward::primitive_desc(
         dnnl::pooling_forward::desc(prop, dnnl::algorithm::pooling_max, conv_md, p_any, s, k, pl, pad_r), user_scratchpad(),
@@ -252,7 +238,7 @@ class Conv2dKernel : public OpKernel {
   bool fused_ = false, relu_ = false, has_pool_ = false;
   std::vector<int64_t> stride_, pad_, dilation_;
   int64_t groups_;
-  std::vector<int64_t> pool_kernel_, pool_stride_, pool_pad_;
+  PoolGeometry pool_;
   dnnl::memory conv_out_, conv_diff_, workspace_;
   dnnl::reorder to_plain_, from_plain_;
   dnnl::pooling_forward::primitive_desc pool_fwd_pd_;
@@ -262,7 +248,7 @@ class Conv2dKernel : public OpKernel {
   LayoutBridge fp_, bp_;
   bool has_bias_ = false;
   double flops_ = 0;
-  Shape x_shape_, w_shape_, y_shape_;
+  Shape w_shape_;
   md x_plain_, w_plain_, y_plain_;
   dnnl::convolution_forward::primitive_desc fwd_pd_;
   dnnl::convolution_forward fwd_;

@@ -106,7 +106,9 @@ class MseKernel : public OpKernel {
 }  // namespace
 
 void register_loss_ops() {
-  register_op({"cross_entropy", 2, 2, [](int i) { return i == 0; }, [](const Node& n) { return std::make_unique<CrossEntropyKernel>(n); }});
+  OpInfo ce{"cross_entropy", 2, 2, [](int i) { return i == 0; }, [](const Node& n) { return std::make_unique<CrossEntropyKernel>(n); }};
+  ce.input_dtype = [](int i) { return i == 1 ? DType::i64 : DType::f32; };
+  register_op(ce);
   register_op({"mse", 2, 2, [](int) { return true; }, [](const Node&) { return std::make_unique<MseKernel>(); }});
 }
 

@@ -8,6 +8,7 @@
 #include "leanai/core/error.h"
 #include "leanai/graph/op.h"
 #include "leanai/kernels/dnnl_context.h"
+#include "leanai/kernels/pool_geometry.h"
 
 namespace leanai {
 namespace {
@@ -15,28 +16,18 @@ namespace {
 class Pool2dKernel : public OpKernel {
  public:
   Pool2dKernel(const Node& n, bool is_max) : is_max_(is_max) {
-    kernel_ = attr_ints(n, "kernel", {2, 2});
-    stride_ = attr_ints(n, "stride", kernel_);
-    pad_ = attr_ints(n, "padding", {0, 0});
+    const PoolGeometry g = PoolGeometry::from_attrs(n.attrs, n.op);
+    kernel_ = g.kernel;
+    stride_ = g.stride;
+    pad_ = g.pad;
     include_pad_ = attr_int(n, "count_include_pad", 1) != 0;
-    check(kernel_.size() == 2 && stride_.size() == 2 && pad_.size() == 2,
-          n.op + ": kernel, stride and padding take one or two integers");
-    for (int i = 0; i < 2; ++i)
-      check(kernel_[i] >= 1 && stride_[i] >= 1 && pad_[i] >= 0 && pad_[i] * 2 <= kernel_[i],
-            n.op + ": kernel and stride must be >= 1, padding between 0 and kernel/2");
   }
 
   Shape prepare(const std::vector<Shape>& in, bool training) override {
     const Shape& x = in[0];
     check(x.size() == 4, std::string(is_max_ ? "maxpool2d" : "avgpool2d") + " expects [N, C, H, W], got " + shape_str(x));
-    Shape y = {x[0], x[1], 0, 0};
-    dnnl::memory::dims pad_r(2);
-    for (int i = 0; i < 2; ++i) {
-      int64_t span = x[2 + i] + 2 * pad_[i] - kernel_[i];
-      check(span >= 0, "pooling window " + shape_str(kernel_) + " is larger than the input " + shape_str(x));
-      y[2 + i] = span / stride_[i] + 1;
-      pad_r[i] = (y[2 + i] - 1) * stride_[i] + kernel_[i] - x[2 + i] - pad_[i];
-    }
+    dnnl::memory::dims pad_r;
+    const Shape y = PoolGeometry{kernel_, stride_, pad_}.output(x, pad_r);
     auto alg = is_max_ ? dnnl::algorithm::pooling_max
                        : (include_pad_ ? dnnl::algorithm::pooling_avg_include_padding
                                        : dnnl::algorithm::pooling_avg_exclude_padding);

@@ -52,7 +52,8 @@ int64_t int_field(const json& layer, const std::string& key, int64_t fallback, i
   if (!layer.contains(key)) return fallback;
   check(layer[key].is_number_integer(), where + ": '" + key + "' must be an integer");
   int64_t v = layer[key].get<int64_t>();
-  check(v >= min, where + ": '" + key + "' must be >= " + std::to_string(min));
+  constexpr int64_t kMax = int64_t{1} << 20;
+  check(v >= min && v <= kMax, where + ": '" + key + "' must be >= " + std::to_string(min) + " and <= " + std::to_string(kMax));
   return v;
 }
 
@@ -98,7 +99,8 @@ Graph build_from_spec(const json& spec, const Shape& sample_shape, int64_t num_o
     }
     for (auto& [key, value] : layer.items())
       check(key == "type" || known->second.count(key), where + " (" + type + "): unknown key '" + key + "'");
-    const bool bias = !layer.contains("bias") || (layer["bias"].is_boolean() && layer["bias"].get<bool>());
+    check(!layer.contains("bias") || layer["bias"].is_boolean(), where + ": 'bias' must be true or false");
+    const bool bias = !layer.contains("bias") || layer["bias"].get<bool>();
     try {
       if (type == "linear") {
         const bool last = i + 1 == layers.size();

@@ -10,6 +10,7 @@
 #include "leanai/core/error.h"
 #include "leanai/core/threads.h"
 #include "leanai/graph/executor.h"
+#include "leanai/graph/passes/fuse_conv_blocks.h"
 #include "leanai/io/model_file.h"
 #include "leanai/nn/trainer.h"
 
@@ -37,7 +38,8 @@ double median_latency_ms(Graph& model, const Dataset& data, int64_t batch, int r
   std::vector<int64_t> idx(batch);
   for (int64_t i = 0; i < batch; ++i) idx[i] = i;
   data.gather(idx.data(), batch, x, y);
-  Executor ex(model);
+  Graph fused = fuse_conv_blocks(model);  // what evaluate() runs
+  Executor ex(fused);
   for (int i = 0; i < 10; ++i) ex.forward({x});  // warm-up: primitives, caches
   std::vector<double> ms;
   for (int i = 0; i < runs; ++i) {
@@ -65,6 +67,10 @@ void run_eval(EvalOptions o, const CLI::App& cmd) {
   const Shape expected = m.info.value("sample_shape", ds->sample_shape());
   check(ds->sample_shape() == expected, fmt::format("the data has samples of shape {} but the model expects {}",
                                                     shape_str(ds->sample_shape()), shape_str(expected)));
+  // Class ids come from the data file; they mean the same only if the classes do.
+  const auto model_classes = m.info.value("data", json::object()).value("class_names", std::vector<std::string>{});
+  check(model_classes.empty() || data.source.class_names.empty() || model_classes == data.source.class_names,
+        "the data's classes differ from the classes the model was trained on; evaluate on data with the same classes");
 
   EvalResult r = evaluate(m.graph, *ds, o.batch_size);
   const double lat1 = median_latency_ms(m.graph, *ds, 1, o.latency_runs);

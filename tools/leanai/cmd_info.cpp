@@ -90,8 +90,13 @@ void run_info(const InfoOptions& o) {
   std::printf("size: %.1f KiB of parameters", param_bytes / 1024.0);
   if (file_bytes >= 0) std::printf(", %.1f KiB file", file_bytes / 1024.0);
   std::printf("\n");
-  if (info.contains("training") && info["training"].contains("test"))
-    std::printf("test accuracy when saved: %.4f\n", info["training"]["test"].value("accuracy", 0.0));
+  if (info.contains("training") && info["training"].contains("test")) {
+    const json& test = info["training"]["test"];
+    if (info.value("task", std::string()) == "regression")
+      std::printf("test mse when saved: %.4f (mae %.4f)\n", test.value("loss", 0.0), test.value("mae", 0.0));
+    else
+      std::printf("test accuracy when saved: %.4f\n", test.value("accuracy", 0.0));
+  }
 }
 
 }  // namespace

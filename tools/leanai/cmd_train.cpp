@@ -64,7 +64,7 @@ TrainConfig make_config(const TrainOptions& o, int64_t batches_per_epoch) {
   return c;
 }
 
-void run_train(const TrainOptions& o) {
+void run_train(TrainOptions o) {
   check(!(o.nesterov && o.optimizer != "sgd"), "--nesterov applies to --optimizer sgd only");
   check(!o.out.empty(), "--out must name a file");
   // Both files are written only after training: check their directories before it starts.
@@ -75,6 +75,24 @@ void run_train(const TrainOptions& o) {
   }
   apply_threads(o.threads);
 
+  // A resumed run repeats the checkpoint's data, split, seed and batch size,
+  // whatever the command line says, so it continues exactly.
+  LoadedModel resumed;
+  TrainConfig saved;
+  if (!o.resume.empty()) {
+    resumed = load_model(o.resume);
+    check(resumed.is_checkpoint(), o.resume + ": a model file, not a checkpoint; write one with --checkpoint");
+    try {
+      saved = TrainConfig::from_json(resumed.trainer_state.at("config"));
+      o.val_fraction = resumed.info.at("val_fraction").get<double>();
+    } catch (const json::exception&) {
+      throw Error(o.resume + ": the checkpoint's training settings are incomplete; start without --resume");
+    }
+    o.data = data_options_from_info(resumed.info);
+    o.seed = saved.seed;
+    o.batch_size = saved.batch_size;
+  }
+
   LoadedData data = load_data(o.data, o.seed);
   std::shared_ptr<InMemoryDataset> train = data.splits.train, val;
   if (o.val_fraction > 0.0) std::tie(train, val) = train_val_split(*train, o.val_fraction, o.seed);
@@ -82,11 +100,8 @@ void run_train(const TrainOptions& o) {
   const int64_t outputs = train->num_outputs();
   const int64_t batches = (train->size() + o.batch_size - 1) / o.batch_size;
 
-  LoadedModel resumed;
   Graph model;
   if (!o.resume.empty()) {
-    resumed = load_model(o.resume);
-    check(resumed.is_checkpoint(), o.resume + ": a model file, not a checkpoint; write one with --checkpoint");
     model = resumed.graph;
   } else {
     model = build_model(o.model, train->sample_shape(), outputs, o.seed);
@@ -94,7 +109,6 @@ void run_train(const TrainOptions& o) {
   TrainConfig config = make_config(o, batches);
   if (!o.resume.empty()) {
     // Resume with the checkpoint's settings; only the epoch count may grow.
-    TrainConfig saved = TrainConfig::from_json(resumed.trainer_state.at("config"));
     saved.epochs = o.epochs;
     saved.schedule.total = static_cast<int64_t>(o.epochs) * batches;
     config = saved;
@@ -111,6 +125,7 @@ void run_train(const TrainOptions& o) {
                {"num_outputs", outputs},
                {"sample_shape", train->sample_shape()},
                {"model", o.resume.empty() ? o.model : resumed.info.value("model", std::string("?"))},
+               {"val_fraction", o.val_fraction},
                {"data", data_info(o.data, data, o.seed)}};
 
   Progress progress(o.json ? Progress::Mode::silent : Progress::detect(o.quiet));

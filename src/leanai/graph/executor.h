@@ -46,7 +46,7 @@ class Executor {
   Graph& graph() { return graph_; }
 
   // Per-node time spent in forward and backward since profiling was enabled
-  // (for `leanai bench`-style per-layer reports and for finding slow kernels).
+  // (per-layer reports; `LEANAI_PROFILE=1 leanai train` prints it).
   struct NodeTime {
     int node;
     std::string op;

@@ -47,7 +47,18 @@ void save_checkpoint(const std::string& path, const Graph& graph, const json& in
   save_safetensors(path, tensors, meta);
 }
 
+static LoadedModel load_model_unchecked(const std::string& path);
+
 LoadedModel load_model(const std::string& path) {
+  try {
+    return load_model_unchecked(path);
+  } catch (const json::exception& e) {
+    throw Error(path + ": the model metadata has an unexpected structure (" + std::string(e.what()) +
+                "); the file is corrupt or not from this version of leanai");
+  }
+}
+
+static LoadedModel load_model_unchecked(const std::string& path) {
   SafetensorsFile file = load_safetensors(path);
   auto format = file.metadata.find("format");
   check(format != file.metadata.end() && format->second == kFormat,

@@ -168,7 +168,10 @@ Trainer::~Trainer() = default;
 EpochStats Trainer::train_epoch(std::shared_ptr<const Dataset> train) {
   check(train->size() > 0, "the training set is empty");
   if (!loader_ || loader_data_ != train.get()) {
-    loader_ = std::make_unique<BatchLoader>(train, config_.batch_size, true, config_.seed);
+    // A final batch of one sample would make batch-norm's batch variance
+    // undefined; drop it (the next epoch's shuffle puts that sample elsewhere).
+    const bool drop_last = train->size() % config_.batch_size == 1 && train->size() > 1;
+    loader_ = std::make_unique<BatchLoader>(train, config_.batch_size, true, config_.seed, drop_last);
     loader_data_ = train.get();
   }
   BatchLoader& loader = *loader_;

@@ -13,5 +13,5 @@ if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=(); [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}"
 fi
-scripts/build.sh build
+TARGET=leanai_cli scripts/build.sh build
 exec /usr/bin/python3 bench/train_bench.py

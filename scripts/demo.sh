@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/build.sh build
+TARGET=leanai_cli scripts/build.sh build   # the CLI only; the tests build with scripts/test.sh
 ./build/leanai train --model cnn --data fashion-mnist --epochs "${EPOCHS:-2}" --out model.leanai
 ./build/leanai eval model.leanai
 ./build/leanai info model.leanai

@@ -11,7 +11,9 @@ ModelBuilder::ModelBuilder(const Shape& sample_shape, uint64_t seed) : rng_(seed
   current_ = graph_.add_input("input", sample_shape);
 }
 
-std::string ModelBuilder::next_name(const std::string& kind) { return kind + std::to_string(++layer_index_); }
+// Numbered per kind (conv1, conv2, fc1, ...): the reference models then carry
+// the same parameter names as their PyTorch twins' state_dicts.
+std::string ModelBuilder::next_name(const std::string& kind) { return kind + std::to_string(++count_per_kind_[kind]); }
 
 int ModelBuilder::add_uniform_param(const std::string& name, const Shape& shape, float bound) {
   Tensor t = Tensor::empty(shape);

@@ -2,6 +2,7 @@
 // shape and initializing weights as PyTorch does (uniform in +-1/sqrt(fan_in)),
 // so a leanai model and its PyTorch twin start from the same distribution.
 #pragma once
+#include <map>
 #include <string>
 
 #include "leanai/core/rng.h"
@@ -38,7 +39,7 @@ class ModelBuilder {
   Rng rng_;
   Shape shape_;
   int current_;
-  int layer_index_ = 0;
+  std::map<std::string, int> count_per_kind_;
 };
 
 }  // namespace leanai

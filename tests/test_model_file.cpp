@@ -478,9 +478,9 @@ TEST_F(RejectTest, WrongDtypeForParameter) {
   });
   expect_load_error(p, {"fc1.bias", "dtype F16", "F32"});
   const std::string q = rewritten("i64.leanai", [](auto& tensors, auto&) {
-    tensors["bn2.running_var"] = Tensor::zeros(tensors["bn2.running_var"].shape(), DType::i64);
+    tensors["bn1.running_var"] = Tensor::zeros(tensors["bn1.running_var"].shape(), DType::i64);
   });
-  expect_load_error(q, {"bn2.running_var", "I64"});
+  expect_load_error(q, {"bn1.running_var", "I64"});
 }
 
 TEST_F(RejectTest, WrongShapeForParameter) {

@@ -2,6 +2,8 @@
 // the safetensors layout on disk, checkpoints, and rejection of damaged or
 // foreign files with a clear leanai::Error.
 #include <gtest/gtest.h>
+
+#include "temp_dir.h"
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -33,28 +35,7 @@ using Bytes = std::vector<uint8_t>;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "leanai_model_file_XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-  std::set<std::string> listing() const {
-    std::set<std::string> names;
-    for (auto& e : fs::directory_iterator(path_)) names.insert(e.path().filename().string());
-    return names;
-  }
-
- private:
-  fs::path path_;
-};
+using leanai::test_support::TempDir;
 
 Bytes read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -40,6 +40,15 @@ Graph make_net() {
   return b.finish();
 }
 
+// conv-BN-relu-pool (no conv bias), conv(bias)-BN-relu, as in cnn-bn and ResNets.
+Graph make_bn_net() {
+  ModelBuilder b({3, 12, 12}, 11);
+  b.conv2d(32, 3, 1, 1, 1, 1, false).batchnorm().activation("relu").maxpool2d(2);
+  b.conv2d(16, 3).batchnorm().activation("relu");
+  b.flatten().linear(5);
+  return b.finish();
+}
+
 TEST(FuseConvBlocks, RewritesOnlyConvReluChains) {
   Graph g = make_net();
   Graph f = fuse_conv_blocks(g);
@@ -79,6 +88,46 @@ TEST(FuseConvBlocks, SameGradientsInTraining) {
     SCOPED_TRACE(name);
     EXPECT_LT(max_abs_diff(a.grad(name), b.grad(name)), 1e-4);
   }
+}
+
+TEST(FuseConvBlocks, AbsorbsBatchNorm) {
+  Graph f = fuse_conv_blocks(make_bn_net());
+  EXPECT_EQ(count_op(f, "conv2d_fused"), 2);
+  EXPECT_EQ(count_op(f, "batchnorm"), 0);
+  EXPECT_EQ(count_op(f, "relu"), 0);
+}
+
+// Training: same outputs, gradients and running statistics; then eval (which
+// uses the running statistics) gives the same outputs too.
+TEST(FuseConvBlocks, BatchNormBlocksTrainAndEvaluateTheSame) {
+  Graph g = make_bn_net();
+  Graph g2 = make_bn_net();  // same seed: an independent copy of the same weights
+  Graph f = fuse_conv_blocks(g2);
+  Tensor x = random_tensor({4, 3, 12, 12}, 5);
+  Tensor dout = random_tensor({4, 5}, 6);
+  Executor a(g), b(f);
+  a.set_training(true);
+  b.set_training(true);
+  a.set_input_grads(true);
+  b.set_input_grads(true);
+  for (int step = 0; step < 2; ++step) {
+    Tensor ya = a.forward({x}).clone();
+    EXPECT_LT(max_abs_diff(ya, b.forward({x})), 1e-4);
+    a.backward(dout);
+    b.backward(dout);
+  }
+  EXPECT_LT(max_abs_diff(a.input_grad(0), b.input_grad(0)), 1e-4);
+  for (auto& [name, p] : g.params()) {
+    SCOPED_TRACE(name);
+    if (p.trainable) {
+      EXPECT_LT(max_abs_diff(a.grad(name), b.grad(name)), 1e-3);
+    }
+    EXPECT_LT(max_abs_diff(p.value, g2.params().at(name).value), 1e-5);  // running stats updated alike
+  }
+  a.set_training(false);
+  b.set_training(false);
+  Tensor ea = a.forward({x}).clone();
+  EXPECT_LT(max_abs_diff(ea, b.forward({x})), 1e-4);
 }
 
 TEST(FuseConvBlocks, SharesParametersWithTheInputGraph) {

@@ -3,6 +3,8 @@
 // Fashion-MNIST subset, bit-for-bit repeatability, exact checkpoint resume,
 // and a regression fit with a known answer.
 #include <gtest/gtest.h>
+
+#include "temp_dir.h"
 #include <stdlib.h>
 
 #include <cmath>
@@ -35,22 +37,7 @@ using namespace leanai;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "leanai_training_XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using leanai::test_support::TempDir;
 
 // Runs fn and checks it throws leanai::Error whose message has every part.
 void expect_error(const std::function<void()>& fn, std::initializer_list<const char*> parts) {

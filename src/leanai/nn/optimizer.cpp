@@ -8,7 +8,6 @@
 namespace leanai {
 namespace {
 
-constexpr int64_t kChunk = 1 << 14;
 
 // The step count travels as an I64 tensor so resume stays exact at any length.
 Tensor steps_tensor(int64_t steps) {
@@ -111,12 +110,9 @@ class Adam : public Optimizer {
       float* m = m_[p.name].data<float>();
       float* v = v_[p.name].data<float>();
       const int64_t n = p.value.numel();
-      const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for if (n > kParallelMinElements)
-      for (int64_t c = 0; c < chunks; ++c) {
-        const int64_t begin = c * kChunk, len = std::min(kChunk, n - begin);
-        adam_update(w + begin, g + begin, m + begin, v + begin, len, k);
-      }
+      for_chunks(n, [&](int64_t begin, int64_t end) {
+        adam_update(w + begin, g + begin, m + begin, v + begin, end - begin, k);
+      });
     }
   }
   std::map<std::string, Tensor> state() const override {

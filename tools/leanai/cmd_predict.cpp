@@ -11,6 +11,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "leanai/core/numeric.h"
 #include "leanai/core/error.h"
 #include "leanai/data/csv_reader.h"
 #include "leanai/data/gz_file.h"
@@ -131,10 +132,8 @@ void run_predict(const PredictOptions& o) {
       std::vector<float> row(out.data<float>() + r * width, out.data<float>() + (r + 1) * width);
       json jr = {{"index", start + r}};
       if (classify) {
-        const float mx = *std::max_element(row.begin(), row.end());
-        double sum = 0.0;
-        for (float& v : row) sum += (v = std::exp(v - mx));
-        for (float& v : row) v = static_cast<float>(v / sum);
+        const float lse = log_sum_exp(row.data(), static_cast<int64_t>(row.size()));
+        for (float& v : row) v = std::exp(v - lse);
         const int64_t label = std::max_element(row.begin(), row.end()) - row.begin();
         const std::string name = label < static_cast<int64_t>(names.size()) ? names[label] : "";
         csv += fmt::format("{},{},\"{}\"", start + r, label, name);

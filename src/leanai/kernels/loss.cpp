@@ -3,6 +3,7 @@
 // mse(prediction, target of the same shape).
 #include <cmath>
 
+#include "leanai/core/numeric.h"
 #include "leanai/core/error.h"
 #include "leanai/graph/op.h"
 
@@ -36,11 +37,7 @@ class CrossEntropyKernel : public OpKernel {
       check(label >= 0 && label < classes_, "label " + std::to_string(label) + " at row " + std::to_string(r) +
                                                 " is outside [0, " + std::to_string(classes_) + ")");
       const float* xr = x + r * classes_;
-      float mx = xr[0];
-      for (int64_t c = 1; c < classes_; ++c) mx = std::max(mx, xr[c]);
-      double sum = 0.0;
-      for (int64_t c = 0; c < classes_; ++c) sum += std::exp(xr[c] - mx);
-      const float lse = mx + static_cast<float>(std::log(sum));
+      const float lse = log_sum_exp(xr, classes_);
       double row_loss = 0.0;
       for (int64_t c = 0; c < classes_; ++c) {
         const float logp = xr[c] - lse;

@@ -1,3 +1,4 @@
+#include "leanai/core/numeric.h"
 #include "leanai/nn/trainer.h"
 
 #include <chrono>
@@ -112,10 +113,7 @@ EvalResult evaluate(Graph& model, const Dataset& data, int64_t batch_size) {
       const float* row = o + r0 * k;
       if (classify) {
         const int64_t label = y.data<int64_t>()[r0];
-        const float mx = *std::max_element(row, row + k);
-        double sum = 0.0;
-        for (int64_t c = 0; c < k; ++c) sum += std::exp(row[c] - mx);
-        loss_sum += -(row[label] - mx - std::log(sum));
+        loss_sum += -(row[label] - log_sum_exp(row, k));
         r.confusion[label][std::max_element(row, row + k) - row]++;
       } else {
         for (int64_t c = 0; c < k; ++c) {

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "leanai/core/error.h"
 #include "leanai/core/threads.h"
+#include "leanai/data/standardizer.h"
 #include "leanai/graph/executor.h"
 #include "leanai/graph/passes/fuse_conv_blocks.h"
 #include "leanai/io/model_file.h"
@@ -62,8 +63,20 @@ void run_eval(EvalOptions o, const CLI::App& cmd) {
   if (cmd.count("--no-standardize") == 0) o.data.no_standardize = saved.no_standardize;
   if (cmd.count("--test-fraction") == 0) o.data.test_fraction = saved.test_fraction;
   const uint64_t seed = m.info.value("data", json::object()).value("split_seed", uint64_t{0});
+  // Features are scaled with the standardizer saved in the model, never one
+  // refitted on the evaluation data.
+  const json saved_scaler = m.info.value("data", json::object()).value("standardizer", json());
+  const bool use_saved_scaler = !saved_scaler.is_null() && !o.data.no_standardize;
+  if (use_saved_scaler) o.data.no_standardize = true;
   LoadedData data = load_data(o.data, seed);
-  const auto& ds = o.split == "train" ? data.splits.train : data.splits.test;
+  std::shared_ptr<InMemoryDataset> ds = o.split == "train" ? data.splits.train : data.splits.test;
+  if (use_saved_scaler) {
+    const Standardizer scaler = Standardizer::from_json(saved_scaler);
+    check(scaler.num_features() == shape_numel(ds->sample_shape()),
+          fmt::format("the data has {} features but the model's standardizer expects {}",
+                      shape_numel(ds->sample_shape()), scaler.num_features()));
+    ds = scaler.apply(*ds);
+  }
   const Shape expected = m.info.value("sample_shape", ds->sample_shape());
   check(ds->sample_shape() == expected, fmt::format("the data has samples of shape {} but the model expects {}",
                                                     shape_str(ds->sample_shape()), shape_str(expected)));

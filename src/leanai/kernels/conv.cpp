@@ -17,6 +17,7 @@
 #include "leanai/core/error.h"
 #include "leanai/graph/op.h"
 #include "leanai/kernels/dnnl_context.h"
+#include "leanai/kernels/post_ops.h"
 #include "leanai/kernels/pool_geometry.h"
 
 namespace leanai {
@@ -374,7 +375,9 @@ class Conv2dKernel : public OpKernel {
 }  // namespace
 
 void register_conv_ops() {
-  register_op({"conv2d", 2, 3, [](int) { return true; }, [](const Node& n) { return std::make_unique<Conv2dKernel>(n, false); }});
+  // Up to two fused residual adds (see post_ops.h) ride after conv2d's own inputs.
+  register_op({"conv2d", 2, 5, [](int) { return true; },
+               [](const Node& n) { return with_post_ops(n, std::make_unique<Conv2dKernel>(n, false), 3); }});
   register_op({"conv2d_fused", 2, 7, [](int) { return true; }, [](const Node& n) { return std::make_unique<Conv2dKernel>(n, true); }});
 }
 

@@ -6,6 +6,7 @@
 #include "leanai/core/error.h"
 #include "leanai/graph/op.h"
 #include "leanai/kernels/dnnl_context.h"
+#include "leanai/kernels/post_ops.h"
 
 namespace leanai {
 namespace {
@@ -159,7 +160,8 @@ class MatMulKernel : public OpKernel {
 }  // namespace
 
 void register_linear_ops() {
-  register_op({"linear", 2, 3, [](int) { return true; }, [](const Node&) { return std::make_unique<LinearKernel>(); }});
+  register_op({"linear", 2, 5, [](int) { return true; },
+               [](const Node& n) { return with_post_ops(n, std::make_unique<LinearKernel>(), 3); }});
   register_op({"matmul", 2, 2, [](int) { return true; }, [](const Node&) { return std::make_unique<MatMulKernel>(); }});
 }
 

@@ -129,6 +129,22 @@ Tensor Tensor::slice0(int64_t begin, int64_t end) const {
   return t;
 }
 
+Tensor Tensor::view(int64_t byte_offset, const Shape& shape, DType dtype) const {
+  check(defined() && is_contiguous(), "view: the tensor must be defined and contiguous");
+  const int64_t start = offset_ * static_cast<int64_t>(dtype_size(dtype_)) + byte_offset;
+  const int64_t bytes = shape_numel(shape) * static_cast<int64_t>(dtype_size(dtype));
+  check(byte_offset >= 0 && start % static_cast<int64_t>(dtype_size(dtype)) == 0 &&
+            start + bytes <= static_cast<int64_t>(buffer_->bytes()),
+        "view: " + shape_str(shape) + " at byte " + std::to_string(byte_offset) + " does not fit the storage");
+  Tensor t;
+  t.buffer_ = buffer_;
+  t.dtype_ = dtype;
+  t.shape_ = shape;
+  t.strides_ = contiguous_strides(shape);
+  t.offset_ = start / static_cast<int64_t>(dtype_size(dtype));
+  return t;
+}
+
 Tensor Tensor::clone() const {
   Tensor t = empty(shape_, dtype_);
   t.copy_from(*this);

@@ -64,6 +64,9 @@ class Tensor {
   Tensor reshape(const Shape& shape) const;
   // Rows [begin, end) of the first axis, as a view.
   Tensor slice0(int64_t begin, int64_t end) const;
+  // A contiguous view of `shape` starting `byte_offset` bytes into this
+  // tensor's storage (an arena carved into values); must lie inside it.
+  Tensor view(int64_t byte_offset, const Shape& shape, DType dtype = DType::f32) const;
   // A contiguous deep copy.
   Tensor clone() const;
   // Copies values from src (same shape and dtype) into this tensor's storage.

@@ -5,27 +5,6 @@
 namespace leanai {
 namespace {
 
-struct EltwiseForm {
-  dnnl::algorithm alg;
-  float alpha, beta;
-};
-
-EltwiseForm eltwise_form(const PostOp& p) {
-  Node n;
-  n.op = p.op;
-  n.attrs = p.attrs;
-  using a = dnnl::algorithm;
-  if (p.op == "relu") return {a::eltwise_relu, 0.0f, 0.0f};
-  if (p.op == "leaky_relu") return {a::eltwise_relu, static_cast<float>(attr_float(n, "alpha", 0.01)), 0.0f};
-  if (p.op == "gelu") return {a::eltwise_gelu_erf, 0.0f, 0.0f};
-  if (p.op == "sigmoid") return {a::eltwise_logistic, 0.0f, 0.0f};
-  if (p.op == "tanh") return {a::eltwise_tanh, 0.0f, 0.0f};
-  if (p.op == "clip")
-    return {a::eltwise_clip_v2, static_cast<float>(attr_float(n, "min", -3.4e38)),
-            static_cast<float>(attr_float(n, "max", 3.4e38))};
-  throw Error("post-op '" + p.op + "' is not an activation oneDNN can fuse");
-}
-
 // base(x...) then each post-op, through the ops' own kernels: the reference
 // the compiled runtime's oneDNN post-ops are tested against.
 class PostOpsKernel : public OpKernel {
@@ -94,6 +73,22 @@ class PostOpsKernel : public OpKernel {
 
 }  // namespace
 
+EltwiseForm eltwise_form(const std::string& op, const json& attrs) {
+  Node n;
+  n.op = op;
+  n.attrs = attrs;
+  using a = dnnl::algorithm;
+  if (op == "relu") return {a::eltwise_relu, 0.0f, 0.0f};
+  if (op == "leaky_relu") return {a::eltwise_relu, static_cast<float>(attr_float(n, "alpha", 0.01)), 0.0f};
+  if (op == "gelu") return {a::eltwise_gelu_erf, 0.0f, 0.0f};
+  if (op == "sigmoid") return {a::eltwise_logistic, 0.0f, 0.0f};
+  if (op == "tanh") return {a::eltwise_tanh, 0.0f, 0.0f};
+  if (op == "clip")
+    return {a::eltwise_clip_v2, static_cast<float>(attr_float(n, "min", -3.4e38)),
+            static_cast<float>(attr_float(n, "max", 3.4e38))};
+  throw Error("'" + op + "' is not an activation oneDNN can run as eltwise");
+}
+
 bool is_fusable_activation(const std::string& op) {
   return op == "relu" || op == "leaky_relu" || op == "gelu" || op == "sigmoid" || op == "tanh" || op == "clip";
 }
@@ -144,7 +139,7 @@ dnnl::post_ops to_dnnl_post_ops(const std::vector<PostOp>& ops, const std::vecto
         out.append_binary(dnnl::algorithm::binary_add, add_descs[next_add]);
       ++next_add;
     } else {
-      EltwiseForm e = eltwise_form(p);
+      EltwiseForm e = eltwise_form(p.op, p.attrs);
       out.append_eltwise(1.0f, e.alg, e.alpha, e.beta);
     }
   }

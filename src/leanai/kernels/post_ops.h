@@ -26,6 +26,13 @@ struct PostOp {
   json attrs;        // the activation's attributes (alpha, min, max)
 };
 
+// An activation as oneDNN's eltwise algorithm and its alpha/beta.
+struct EltwiseForm {
+  dnnl::algorithm alg;
+  float alpha, beta;
+};
+EltwiseForm eltwise_form(const std::string& op, const json& attrs);
+
 // Activations that can be a post-op.
 bool is_fusable_activation(const std::string& op);
 

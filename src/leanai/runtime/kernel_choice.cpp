@@ -1,0 +1,97 @@
+#include "leanai/runtime/kernel_choice.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+#include "leanai/core/threads.h"
+#include "leanai/io/atomic_file.h"
+
+namespace leanai {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int kWarmup = 3;
+constexpr int kTimedRuns = 15;
+
+double median_ms(const std::function<void()>& run) {
+  for (int i = 0; i < kWarmup; ++i) run();
+  std::vector<double> ms;
+  for (int i = 0; i < kTimedRuns; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    run();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+  return ms[ms.size() / 2];
+}
+
+json load_cache(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return json::object();
+  json j = json::parse(in, nullptr, false);
+  return j.is_object() ? j : json::object();  // a damaged cache is re-measured, not fatal
+}
+
+std::mutex cache_mutex;
+
+}  // namespace
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  return "unknown cpu";
+}
+
+std::string kernel_cache_path() {
+  if (const char* dir = std::getenv("LEANAI_CACHE_DIR"); dir && *dir) return std::string(dir) + "/kernel_choices.json";
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::string(xdg) + "/leanai/kernel_choices.json";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.cache/leanai/kernel_choices.json";
+  return "";
+}
+
+int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& candidates, bool measure) {
+  if (candidates.size() <= 1) return 0;
+  if (const char* tune = std::getenv("LEANAI_TUNE"); tune && std::string(tune) == "0") measure = false;
+  const std::string full_key = cpu_model_name() + " | threads " + std::to_string(num_threads()) + " | " + key;
+  const std::string path = kernel_cache_path();
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  json cache = path.empty() ? json::object() : load_cache(path);
+  if (cache.contains(full_key) && cache[full_key].is_string()) {
+    for (size_t i = 0; i < candidates.size(); ++i)
+      if (candidates[i].name == cache[full_key].get<std::string>()) return static_cast<int>(i);
+  }
+  if (!measure) return 0;
+  int best = 0;
+  double best_ms = 0.0;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const double ms = median_ms(candidates[i].run);
+    if (i == 0 || ms < best_ms) {
+      best = static_cast<int>(i);
+      best_ms = ms;
+    }
+  }
+  if (!path.empty()) {
+    cache[full_key] = candidates[best].name;
+    try {
+      std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+      write_text_atomic(path, cache.dump(1));
+    } catch (const std::exception&) {
+      // An unwritable cache costs a re-measurement next time, nothing more.
+    }
+  }
+  return best;
+}
+
+}  // namespace leanai

@@ -1,0 +1,30 @@
+// Choosing between kernels by measurement, remembered across runs.
+//
+// When two kernels can run a node, the runtime times each on this machine
+// (median of a few runs after a warm-up) and keeps the faster. The choice is
+// cached in a JSON file keyed by the CPU model, the thread count and the
+// node's shape, so the next compile on this machine skips the timing:
+//   $LEANAI_CACHE_DIR/kernel_choices.json, else $XDG_CACHE_HOME/leanai/...,
+//   else ~/.cache/leanai/... . LEANAI_TUNE=0 turns timing off (first candidate).
+// A missing or unreadable cache is not an error: it is measured again.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace leanai {
+
+struct KernelCandidate {
+  std::string name;            // e.g. "inner_product", "matmul"
+  std::function<void()> run;   // one execution on representative memory
+};
+
+// Index of the candidate to use for `key` (the CPU and thread count are added
+// to the key here). Measures on a cache miss when `measure` is set.
+int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& candidates, bool measure);
+
+std::string kernel_cache_path();
+// The CPU model as /proc/cpuinfo names it ("unknown cpu" when absent).
+std::string cpu_model_name();
+
+}  // namespace leanai

@@ -1,0 +1,473 @@
+// Lowering: graph nodes (after the inference passes) to oneDNN primitives with
+// layouts oneDNN picks, reorders only where a consumer wants another layout,
+// and the Executor's kernel for anything else.
+#include <algorithm>
+#include <set>
+
+#include "leanai/core/error.h"
+#include "leanai/graph/passes/graph_rewrite.h"
+#include "leanai/kernels/dnnl_context.h"
+#include "leanai/kernels/pool_geometry.h"
+#include "leanai/kernels/post_ops.h"
+#include "leanai/runtime/kernel_choice.h"
+#include "leanai/runtime/plan_instance.h"
+
+namespace leanai::runtime {
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+md any_desc(const Shape& s) { return md(to_dims(s), dt::f32, tag::any); }
+
+std::string layout_name(const md& d) {
+  // oneDNN 2.6 has no public format-tag query; the plain check is what matters here.
+  return d.data.format_kind == dnnl_blocked && d.data.format_desc.blocking.inner_nblks > 0 ? "blocked" : "plain";
+}
+
+class Lowering {
+ public:
+  Lowering(const Graph& g, int64_t batch, bool tune) : g_(g), tune_(tune), uses_(node_uses(g)) {
+    inst_ = std::make_unique<Instance>();
+    inst_->batch = batch;
+    node_value_.assign(g.nodes().size(), -1);
+    readers_left_ = uses_.count;
+  }
+
+  std::unique_ptr<Instance> run() {
+    check(g_.inputs().size() == 1, "plan: the model must have exactly one input");
+    for (const Node& n : g_.nodes()) {
+      if (n.op == "param") continue;
+      if (n.op == "input") {
+        check(g_.input_dtype(n.id) == DType::f32, "plan: the model input must be f32");
+        Shape s = {inst_->batch};
+        for (int64_t d : g_.input_sample_shape(n.id)) s.push_back(d);
+        const int v = new_value(s, plain_desc(s));
+        inst_->values[v].external = true;
+        inst_->input_value = v;
+        node_value_[n.id] = v;
+        continue;
+      }
+      lower(n);
+      for (int i : n.inputs) --readers_left_[i];
+    }
+    int out = node_value_[g_.output()];
+    out = inst_->values[inst_->root(out)].external ? copy_value(out, "output") : as_plain(out, "output");
+    inst_->output_value = out;
+    inst_->memory.weight_bytes = weight_bytes_;
+    inst_->finalize();
+    return std::move(inst_);
+  }
+
+ private:
+  // ---- values and generic steps ----
+  int new_value(const Shape& shape, const md& desc, int root = -1) {
+    Value v;
+    v.shape = shape;
+    v.desc = desc;
+    v.root = root;
+    inst_->values.push_back(std::move(v));
+    return static_cast<int>(inst_->values.size()) - 1;
+  }
+  const Value& val(int v) const { return inst_->values[v]; }
+  bool is_param(int node) const { return g_.node(node).op == "param"; }
+  const Tensor& param(int node) const { return g_.params().at(g_.node(node).name).value; }
+  std::string node_name(const Node& n) const { return n.name.empty() ? n.op + "_" + std::to_string(n.id) : n.name; }
+
+  PrimitiveStep& add_primitive(dnnl::primitive p, const md& scratch, const std::string& name, const std::string& kind,
+                               const std::string& detail) {
+    auto step = std::make_unique<PrimitiveStep>();
+    step->primitive = std::move(p);
+    step->scratchpad_desc = scratch;
+    step->info = {name, kind, detail};
+    auto& ref = *step;
+    inst_->steps.push_back(std::move(step));
+    return ref;
+  }
+
+  static void reads(Step& s, int v) { s.reads.push_back(v); }
+
+  int reorder_to(int v, const md& want, const std::string& name) {
+    const int out = new_value(val(v).shape, want);
+    auto pd = dnnl::reorder::primitive_desc(cpu_engine(), val(v).desc, cpu_engine(), want, user_scratchpad());
+    auto& s = add_primitive(dnnl::reorder(pd), pd.scratchpad_desc(), name, "reorder",
+                            layout_name(val(v).desc) + " -> " + layout_name(want));
+    s.value_args = {{DNNL_ARG_FROM, v}, {DNNL_ARG_TO, out}};
+    s.reads = {v};
+    s.writes = {out};
+    return out;
+  }
+  int as_layout(int v, const md& want, const std::string& name) {
+    return val(v).desc == want ? v : reorder_to(v, want, name + " (reorder)");
+  }
+  int as_plain(int v, const std::string& name) { return as_layout(v, plain_desc(val(v).shape), name); }
+  int copy_value(int v, const std::string& name) { return reorder_to(v, val(v).desc, name + " (copy)"); }
+
+  // ---- per-op lowering ----
+  void lower(const Node& n) {
+    if (n.op == "conv2d") return lower_conv(n);
+    if (n.op == "linear") return lower_linear(n);
+    if (n.op == "maxpool2d" || n.op == "avgpool2d" || n.op == "global_avgpool") return lower_pool(n);
+    if (n.op == "batchnorm" && all_params(n, 1)) return lower_batchnorm(n);
+    if (is_fusable_activation(n.op)) return lower_eltwise(n);
+    if ((n.op == "add" || n.op == "mul") && lower_binary(n)) return;
+    if (n.op == "flatten" || n.op == "reshape") return lower_reshape(n);
+    lower_kernel(n);
+  }
+
+  bool all_params(const Node& n, size_t from) const {
+    for (size_t i = from; i < n.inputs.size(); ++i)
+      if (!is_param(n.inputs[i])) return false;
+    return true;
+  }
+
+  // The post-ops' oneDNN form; a fused add becomes an in-place `sum`: the
+  // layer writes into the operand's storage (or a copy of it when the operand
+  // is read later, or is the caller's input).
+  struct Fused {
+    dnnl::post_ops ops;
+    std::vector<int> add_values;
+  };
+  Fused fused_post_ops(const Node& n, size_t own_inputs) {
+    Fused f;
+    std::vector<PostOp> ops = parse_post_ops(n);
+    for (size_t i = own_inputs; i < n.inputs.size(); ++i) f.add_values.push_back(node_value_[n.inputs[i]]);
+    check(f.add_values.size() <= 1, n.op + " '" + n.name + "': the runtime fuses at most one residual add");
+    std::vector<md> descs;
+    for (int v : f.add_values) descs.push_back(val(v).desc);
+    f.ops = to_dnnl_post_ops(ops, descs, 0);
+    return f;
+  }
+  // The destination value of a layer with a fused add (`sum` post-op): the
+  // operand's own storage when nothing reads it afterwards, else a copy.
+  int sum_destination(const Node& n, int operand, const md& dst_desc) {
+    const int operand_node = n.inputs.back();
+    if (!storage_read_later(operand_node, operand) && val(operand).desc == dst_desc)
+      return new_value(val(operand).shape, dst_desc, inst_->root(operand));
+    return reorder_to(operand, dst_desc, node_name(n) + " (residual copy)");
+  }
+  // Whether the storage behind `value` (read now by the node being lowered,
+  // through `node`) is still needed by a node not lowered yet, or is the
+  // caller's input, or the graph output.
+  bool storage_read_later(int node, int value) const {
+    const int root = inst_->root(value);
+    if (val(root).external || node == g_.output() || readers_left_[node] > 1) return true;
+    for (size_t k = 0; k < node_value_.size(); ++k)
+      if (static_cast<int>(k) != node && node_value_[k] >= 0 && inst_->root(node_value_[k]) == root &&
+          (readers_left_[k] > 0 || static_cast<int>(k) == g_.output()))
+        return true;
+    return false;
+  }
+
+  dnnl::memory packed_weights(const Tensor& w, const md& plain, const md& packed) {
+    dnnl::memory out(packed, cpu_engine());
+    dnnl::memory src = wrap(plain, w);
+    dnnl::reorder(src, out).execute(cpu_stream(), src, out);
+    cpu_stream().wait();
+    weight_bytes_ += static_cast<int64_t>(packed.get_size());
+    return out;
+  }
+  dnnl::memory bias_memory(const Tensor& b) {
+    weight_bytes_ += static_cast<int64_t>(b.nbytes());
+    return wrap(md({b.numel()}, dt::f32, tag::a), b);
+  }
+
+  void lower_conv(const Node& n) {
+    const size_t own = n.inputs.size() - count_add_post_ops(parse_post_ops(n));
+    if (!is_param(n.inputs[1]) || (own == 3 && !is_param(n.inputs[2]))) return lower_kernel(n);
+    int x = node_value_[n.inputs[0]];
+    const Tensor& w = param(n.inputs[1]);
+    const int64_t groups = attr_int(n, "groups", 1);
+    std::vector<int64_t> stride = attr_ints(n, "stride", {1, 1}), pad = attr_ints(n, "padding", {0, 0}),
+                         dilation = attr_ints(n, "dilation", {1, 1});
+    // Shapes and right padding exactly as the Executor's kernel computes them.
+    std::vector<Shape> in_shapes = {val(x).shape, w.shape()};
+    if (own == 3) in_shapes.push_back(param(n.inputs[2]).shape());
+    Node base = n;
+    base.attrs.erase("post_ops");
+    base.inputs.resize(own);
+    const Shape y = find_op("conv2d").make(base)->prepare(in_shapes, false);
+    dnnl::memory::dims strides(stride.begin(), stride.end()), pad_l(pad.begin(), pad.end()), pad_r(2), dil(2);
+    for (int i = 0; i < 2; ++i) {
+      const int64_t extent = dilation[i] * (w.dim(2 + i) - 1) + 1;
+      pad_r[i] = (y[2 + i] - 1) * stride[i] + extent - val(x).shape[2 + i] - pad[i];
+      dil[i] = dilation[i] - 1;
+    }
+    dnnl::memory::dims wdims =
+        groups == 1 ? to_dims(w.shape()) : dnnl::memory::dims{groups, w.dim(0) / groups, w.dim(1), w.dim(2), w.dim(3)};
+    const md w_plain(wdims, dt::f32, groups == 1 ? tag::oihw : tag::goihw);
+    Fused fused = fused_post_ops(n, own);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(fused.ops);
+    const md b_md = own == 3 ? md({w.dim(0)}, dt::f32, tag::a) : md();
+    auto desc = own == 3 ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                           dnnl::algorithm::convolution_direct, any_desc(val(x).shape),
+                                                           md(wdims, dt::f32, tag::any), b_md, any_desc(y), strides,
+                                                           dil, pad_l, pad_r)
+                         : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                           dnnl::algorithm::convolution_direct, any_desc(val(x).shape),
+                                                           md(wdims, dt::f32, tag::any), any_desc(y), strides, dil,
+                                                           pad_l, pad_r);
+    auto pd = dnnl::convolution_forward::primitive_desc(desc, user_scratchpad(attr), cpu_engine());
+    x = as_layout(x, pd.src_desc(), node_name(n));
+    const int out = fused.add_values.empty() ? new_value(y, pd.dst_desc())
+                                             : sum_destination(n, fused.add_values[0], pd.dst_desc());
+    auto& s = add_primitive(dnnl::convolution_forward(pd), pd.scratchpad_desc(), node_name(n), "conv2d",
+                            std::string(pd.impl_info_str()) + ", " + layout_name(pd.src_desc()) + " -> " +
+                                layout_name(pd.dst_desc()) + post_op_note(n));
+    s.args[DNNL_ARG_WEIGHTS] = packed_weights(w, w_plain, pd.weights_desc());
+    if (own == 3) s.args[DNNL_ARG_BIAS] = bias_memory(param(n.inputs[2]));
+    s.value_args = {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}};
+    s.reads = {x};
+    if (!fused.add_values.empty()) s.reads.push_back(out);
+    s.writes = {out};
+    node_value_[n.id] = out;
+  }
+
+  static std::string post_op_note(const Node& n) {
+    std::string note;
+    for (const PostOp& p : parse_post_ops(n)) note += (note.empty() ? " + " : ", ") + p.op;
+    return note;
+  }
+
+  void lower_linear(const Node& n) {
+    const size_t own = n.inputs.size() - count_add_post_ops(parse_post_ops(n));
+    if (!is_param(n.inputs[1]) || (own == 3 && !is_param(n.inputs[2]))) return lower_kernel(n);
+    int x = node_value_[n.inputs[0]];
+    const Tensor& w = param(n.inputs[1]);
+    const Shape& xs = val(x).shape;
+    const int64_t out_features = w.dim(0);
+    // A 4-D source is a flatten this layer absorbs: oneDNN's inner product
+    // reads [N, C, H, W] in any layout with weights viewed as [O, C, H, W].
+    const bool spatial = absorbed_flattens_.count(n.inputs[0]) > 0;
+    if (!spatial && xs.size() != 2) return lower_kernel(n);
+    const int64_t in_features = shape_numel(xs) / xs[0];
+    check(in_features == w.dim(1), "linear '" + node_name(n) + "': input has " + std::to_string(in_features) +
+                                       " features, the weight expects " + std::to_string(w.dim(1)));
+    const Shape y = {xs[0], out_features};
+    Fused fused = fused_post_ops(n, own);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(fused.ops);
+    attr = user_scratchpad(attr);
+    const bool bias = own == 3;
+
+    // Candidate 1: inner product (weights packed as it likes).
+    Shape w_shape = spatial ? Shape{out_features, xs[1], xs[2], xs[3]} : w.shape();
+    const md w_plain(to_dims(w_shape), dt::f32, spatial ? tag::oihw : tag::oi);
+    const md src_ip = spatial ? val(x).desc : plain_desc(xs);
+    auto ip_desc = bias ? dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, src_ip,
+                                                            md(to_dims(w_shape), dt::f32, tag::any),
+                                                            md({out_features}, dt::f32, tag::a), plain_desc(y))
+                        : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, src_ip,
+                                                            md(to_dims(w_shape), dt::f32, tag::any), plain_desc(y));
+    auto ip_pd = dnnl::inner_product_forward::primitive_desc(ip_desc, attr, cpu_engine());
+    // Candidate 2 (2-D input only): matmul with W read as [in, out].
+    dnnl::matmul::primitive_desc mm_pd;
+    int choice = 0;
+    if (!spatial) {
+      const md wt_any({in_features, out_features}, dt::f32, tag::any);
+      auto mm_desc = bias ? dnnl::matmul::desc(plain_desc(xs), wt_any, md({1, out_features}, dt::f32, tag::ab), plain_desc(y))
+                          : dnnl::matmul::desc(plain_desc(xs), wt_any, plain_desc(y));
+      mm_pd = dnnl::matmul::primitive_desc(mm_desc, attr, cpu_engine());
+      choice = choose_linear(n, ip_pd, mm_pd, xs, y, bias);
+    }
+    x = as_layout(x, choice == 0 ? ip_pd.src_desc() : mm_pd.src_desc(), node_name(n));
+    const md dst_desc = choice == 0 ? ip_pd.dst_desc() : mm_pd.dst_desc();
+    const int out = fused.add_values.empty() ? new_value(y, dst_desc)
+                                             : sum_destination(n, fused.add_values[0], dst_desc);
+    PrimitiveStep* s;
+    if (choice == 0) {
+      s = &add_primitive(dnnl::inner_product_forward(ip_pd), ip_pd.scratchpad_desc(), node_name(n), "linear",
+                         std::string("inner_product ") + ip_pd.impl_info_str() + (spatial ? ", reads blocked 4-D" : "") +
+                             post_op_note(n));
+      s->args[DNNL_ARG_WEIGHTS] = packed_weights(w, w_plain, ip_pd.weights_desc());
+      if (bias) s->args[DNNL_ARG_BIAS] = bias_memory(param(n.inputs[2]));
+    } else {
+      s = &add_primitive(dnnl::matmul(mm_pd), mm_pd.scratchpad_desc(), node_name(n), "linear",
+                         std::string("matmul ") + mm_pd.impl_info_str() + post_op_note(n));
+      s->args[DNNL_ARG_WEIGHTS] = packed_weights(w, md({in_features, out_features}, dt::f32, tag::ba), mm_pd.weights_desc());
+      if (bias) {
+        weight_bytes_ += static_cast<int64_t>(param(n.inputs[2]).nbytes());
+        s->args[DNNL_ARG_BIAS] = wrap(md({1, out_features}, dt::f32, tag::ab), param(n.inputs[2]));
+      }
+    }
+    s->value_args = {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}};
+    s->reads = {x};
+    if (!fused.add_values.empty()) s->reads.push_back(out);
+    s->writes = {out};
+    node_value_[n.id] = out;
+  }
+
+  // Times both linear kernels on scratch memory of the real shapes.
+  int choose_linear(const Node& n, const dnnl::inner_product_forward::primitive_desc& ip,
+                    const dnnl::matmul::primitive_desc& mm, const Shape& xs, const Shape& y, bool bias) {
+    auto candidate = [&](const dnnl::primitive& prim, auto& pd, const char* name) {
+      auto args = std::make_shared<std::unordered_map<int, dnnl::memory>>();
+      (*args)[DNNL_ARG_SRC] = dnnl::memory(pd.src_desc(), cpu_engine());
+      (*args)[DNNL_ARG_WEIGHTS] = dnnl::memory(pd.weights_desc(), cpu_engine());
+      (*args)[DNNL_ARG_DST] = dnnl::memory(pd.dst_desc(), cpu_engine());
+      if (bias) (*args)[DNNL_ARG_BIAS] = dnnl::memory(pd.bias_desc(), cpu_engine());
+      (*args)[DNNL_ARG_SCRATCHPAD] = dnnl::memory(pd.scratchpad_desc(), cpu_engine());
+      for (auto& [k, m] : *args) std::fill_n(static_cast<char*>(m.get_data_handle()), m.get_desc().get_size(), 0);
+      return KernelCandidate{name, [prim, args] {
+                               prim.execute(cpu_stream(), *args);
+                               cpu_stream().wait();
+                             }};
+    };
+    const std::string key = "linear " + shape_str(xs) + " -> " + shape_str(y) + (bias ? " bias" : "") + post_op_note(n);
+    return choose_kernel(key, {candidate(dnnl::inner_product_forward(ip), ip, "inner_product"),
+                               candidate(dnnl::matmul(mm), mm, "matmul")},
+                         tune_);
+  }
+
+  void lower_pool(const Node& n) {
+    int x = node_value_[n.inputs[0]];
+    const Shape& xs = val(x).shape;
+    if (xs.size() != 4) return lower_kernel(n);
+    PoolGeometry geo;
+    if (n.op == "global_avgpool") {
+      geo.kernel = {xs[2], xs[3]};
+      geo.stride = {1, 1};
+      geo.pad = {0, 0};
+    } else {
+      geo = PoolGeometry::from_attrs(n.attrs, n.op);
+    }
+    dnnl::memory::dims pad_r;
+    const Shape y = geo.output(xs, pad_r);
+    const bool include_pad = attr_int(n, "count_include_pad", 1) != 0;
+    const auto alg = n.op == "maxpool2d" ? dnnl::algorithm::pooling_max
+                     : include_pad       ? dnnl::algorithm::pooling_avg_include_padding
+                                         : dnnl::algorithm::pooling_avg_exclude_padding;
+    auto desc = dnnl::pooling_forward::desc(dnnl::prop_kind::forward_inference, alg, val(x).desc, any_desc(y),
+                                            dnnl::memory::dims(geo.stride.begin(), geo.stride.end()),
+                                            dnnl::memory::dims(geo.kernel.begin(), geo.kernel.end()),
+                                            dnnl::memory::dims(geo.pad.begin(), geo.pad.end()), pad_r);
+    auto pd = dnnl::pooling_forward::primitive_desc(desc, user_scratchpad(), cpu_engine());
+    const int out = new_value(y, pd.dst_desc());
+    auto& s = add_primitive(dnnl::pooling_forward(pd), pd.scratchpad_desc(), node_name(n), "pooling",
+                            std::string(pd.impl_info_str()) + ", " + layout_name(pd.dst_desc()));
+    s.value_args = {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}};
+    s.reads = {x};
+    s.writes = {out};
+    node_value_[n.id] = out;
+  }
+
+  void lower_batchnorm(const Node& n) {
+    const int x = node_value_[n.inputs[0]];
+    const float eps = static_cast<float>(attr_float(n, "eps", 1e-5));
+    auto flags = dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale |
+                 dnnl::normalization_flags::use_shift;
+    auto desc = dnnl::batch_normalization_forward::desc(dnnl::prop_kind::forward_inference, val(x).desc, eps, flags);
+    auto pd = dnnl::batch_normalization_forward::primitive_desc(desc, user_scratchpad(), cpu_engine());
+    const int out = new_value(val(x).shape, pd.dst_desc());
+    auto& s = add_primitive(dnnl::batch_normalization_forward(pd), pd.scratchpad_desc(), node_name(n), "batchnorm",
+                            pd.impl_info_str());
+    const md stat({val(x).shape[1]}, dt::f32, tag::a);
+    s.args[DNNL_ARG_SCALE] = wrap(stat, param(n.inputs[1]));
+    s.args[DNNL_ARG_SHIFT] = wrap(stat, param(n.inputs[2]));
+    s.args[DNNL_ARG_MEAN] = wrap(stat, param(n.inputs[3]));
+    s.args[DNNL_ARG_VARIANCE] = wrap(stat, param(n.inputs[4]));
+    weight_bytes_ += 4 * static_cast<int64_t>(stat.get_size());
+    s.value_args = {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}};
+    s.reads = {x};
+    s.writes = {out};
+    node_value_[n.id] = out;
+  }
+
+  void lower_eltwise(const Node& n) {
+    const int x = node_value_[n.inputs[0]];
+    const EltwiseForm e = eltwise_form(n.op, n.attrs);
+    auto desc = dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, e.alg, val(x).desc, e.alpha, e.beta);
+    auto pd = dnnl::eltwise_forward::primitive_desc(desc, user_scratchpad(), cpu_engine());
+    const int out = new_value(val(x).shape, pd.dst_desc());
+    auto& s = add_primitive(dnnl::eltwise_forward(pd), pd.scratchpad_desc(), node_name(n), "eltwise:" + n.op,
+                            pd.impl_info_str());
+    s.value_args = {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}};
+    s.reads = {x};
+    s.writes = {out};
+    node_value_[n.id] = out;
+  }
+
+  bool lower_binary(const Node& n) {
+    if (is_param(n.inputs[0]) || is_param(n.inputs[1])) return false;
+    int a = node_value_[n.inputs[0]], b = node_value_[n.inputs[1]];
+    if (val(a).shape != val(b).shape) return false;  // broadcasting: the kernel handles it
+    b = as_layout(b, val(a).desc, node_name(n));
+    auto alg = n.op == "add" ? dnnl::algorithm::binary_add : dnnl::algorithm::binary_mul;
+    auto pd = dnnl::binary::primitive_desc(dnnl::binary::desc(alg, val(a).desc, val(b).desc, val(a).desc),
+                                           user_scratchpad(), cpu_engine());
+    const int out = new_value(val(a).shape, pd.dst_desc());
+    auto& s = add_primitive(dnnl::binary(pd), pd.scratchpad_desc(), node_name(n), "binary:" + n.op, pd.impl_info_str());
+    s.value_args = {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, out}};
+    s.reads = {a, b};
+    s.writes = {out};
+    node_value_[n.id] = out;
+    return true;
+  }
+
+  void lower_reshape(const Node& n) {
+    int x = node_value_[n.inputs[0]];
+    const Shape y = find_op(n.op).make(n)->prepare({val(x).shape}, false);
+    // A flatten read only by linear layers stays 4-D: they absorb it.
+    if (n.op == "flatten" && val(x).shape.size() == 4 && y.size() == 2 && all_readers_are_linear(n.id)) {
+      node_value_[n.id] = x;
+      absorbed_flattens_.insert(n.id);
+      return;
+    }
+    x = as_plain(x, node_name(n));
+    node_value_[n.id] = new_value(y, plain_desc(y), x);  // a view of the same bytes
+  }
+
+  bool all_readers_are_linear(int id) const {
+    if (id == g_.output()) return false;
+    for (const Node& m : g_.nodes())
+      for (size_t i = 0; i < m.inputs.size(); ++i)
+        if (m.inputs[i] == id && (m.op != "linear" || i != 0 || !is_param(m.inputs[1]))) return false;
+    return true;
+  }
+
+  void lower_kernel(const Node& n) {
+    auto step = std::make_unique<KernelStep>();
+    step->kernel = find_op(n.op).make(n);
+    std::vector<Shape> shapes;
+    for (int i : n.inputs) {
+      if (is_param(i)) {
+        step->input_values.push_back(-1);
+        step->params.push_back(&param(i));
+        shapes.push_back(param(i).shape());
+        continue;
+      }
+      int v = node_value_[i];
+      // Kernels read plain tensors in the arena (the caller's input is copied in).
+      v = val(inst_->root(v)).external ? copy_value(v, node_name(n)) : as_plain(v, node_name(n));
+      step->input_values.push_back(v);
+      step->params.push_back(nullptr);
+      step->reads.push_back(v);
+      shapes.push_back(val(v).shape);
+    }
+    const Shape y = step->kernel->prepare(shapes, false);
+    check(step->kernel->out_dtype() == DType::f32, "plan: op '" + n.op + "' has a non-f32 output");
+    const int out = new_value(y, plain_desc(y));
+    step->writes = {out};
+    step->info = {node_name(n), "kernel:" + n.op, "leanai kernel, plain layout"};
+    inst_->steps.push_back(std::move(step));
+    node_value_[n.id] = out;
+  }
+
+  const Graph& g_;
+  bool tune_;
+  NodeUses uses_;
+  std::vector<int> readers_left_;  // readers of each node not yet lowered
+  std::vector<int> node_value_;
+  std::set<int> absorbed_flattens_;  // flatten nodes whose linear readers take the 4-D value
+  int64_t weight_bytes_ = 0;
+  std::unique_ptr<Instance> inst_;
+};
+
+}  // namespace
+
+std::unique_ptr<Instance> lower_graph(const Graph& graph, int64_t batch, bool tune) {
+  return Lowering(graph, batch, tune).run();
+}
+
+}  // namespace leanai::runtime

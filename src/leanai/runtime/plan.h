@@ -1,0 +1,81 @@
+// Plan: a Graph compiled for inference on this CPU, the fastest form leanai
+// runs a model in.
+//
+//   Plan plan(load_model("m.leanai").graph);     // passes + lowering, once
+//   const Tensor& logits = plan.run(x);          // x [N, ...]; allocates nothing
+//
+// Compiling applies optimize_for_inference (fold constants and batch-norms,
+// fuse activations and residual adds as oneDNN post-ops), then lowers each node
+// to a oneDNN primitive whose layouts oneDNN chooses (format_tag::any), with
+// weights reordered into those layouts once. Consecutive primitives hand each
+// other blocked tensors directly; a reorder appears only where a consumer wants
+// another layout. Intermediate values live in one arena planned by liveness.
+// Where two kernels can run a node (linear: oneDNN inner product or matmul),
+// both are timed on this machine and the faster is cached (see kernel_choice.h).
+// Ops without a oneDNN lowering run through their Executor kernel in plain layout.
+//
+// A plan is specialised per batch size on first use; later runs at that batch
+// size reuse it.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "leanai/graph/graph.h"
+
+namespace leanai {
+
+namespace runtime {
+struct Instance;
+}
+
+struct CompileOptions {
+  int threads = 0;    // > 0: set the thread count used by every run
+  bool tune = true;   // time alternative kernels and keep the faster (cached)
+};
+
+struct PlanStep {
+  std::string name;    // the graph node it runs (or what it reorders)
+  std::string kind;    // conv2d, linear, pooling, reorder, kernel:<op>, ...
+  std::string detail;  // oneDNN implementation and layouts
+  double ms = 0.0;     // total time while profiling
+  int64_t calls = 0;
+};
+
+struct PlanMemory {
+  int64_t arena_bytes = 0;     // activations, shared by liveness
+  int64_t unshared_bytes = 0;  // what one buffer per activation would take
+  int64_t weight_bytes = 0;    // packed weights and parameters the plan holds
+  int64_t scratch_bytes = 0;   // oneDNN scratchpad, shared by all steps
+};
+
+class Plan {
+ public:
+  explicit Plan(const Graph& graph, CompileOptions options = {});
+  ~Plan();
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+
+  // Runs the model on x [N, ...sample shape]; the result (plain f32) stays
+  // valid until the next run at the same batch size.
+  const Tensor& run(const Tensor& x);
+
+  const Graph& graph() const { return graph_; }  // after the inference passes
+  // The compiled steps and memory at batch size `batch` (compiling it if new).
+  std::vector<PlanStep> steps(int64_t batch);
+  PlanMemory memory(int64_t batch);
+
+  void set_profiling(bool enabled) { profiling_ = enabled; }
+  void reset_profile();
+
+ private:
+  runtime::Instance& instance_for(int64_t batch);
+
+  Graph graph_;
+  CompileOptions options_;
+  bool profiling_ = false;
+  std::map<int64_t, std::unique_ptr<runtime::Instance>> instances_;
+};
+
+}  // namespace leanai

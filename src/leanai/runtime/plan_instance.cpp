@@ -1,0 +1,83 @@
+#include "leanai/runtime/plan_instance.h"
+
+#include "leanai/core/error.h"
+#include "leanai/kernels/dnnl_context.h"
+#include "leanai/runtime/memory_planner.h"
+
+namespace leanai::runtime {
+
+void PrimitiveStep::bind(Instance& inst) {
+  for (auto [arg, v] : value_args) args[arg] = inst.values[v].mem;
+  if (scratchpad_desc.get_size() > 0) args[DNNL_ARG_SCRATCHPAD] = inst.scratchpad(scratchpad_desc);
+}
+
+void PrimitiveStep::run() { primitive.execute(cpu_stream(), args); }
+
+void KernelStep::bind(Instance& inst) {
+  inputs_.assign(input_values.size(), Tensor());
+  input_ptrs_.clear();
+  for (size_t i = 0; i < input_values.size(); ++i) {
+    inputs_[i] = input_values[i] >= 0 ? inst.values[input_values[i]].tensor : *params[i];
+    check(inputs_[i].defined(), "plan: a kernel step reads a value with no plain storage");
+  }
+  for (const Tensor& t : inputs_) input_ptrs_.push_back(&t);
+  output_ = inst.values[writes.at(0)].tensor;
+}
+
+void KernelStep::run() { kernel->forward(input_ptrs_, output_, ctx_); }
+
+dnnl::memory Instance::scratchpad(const md& desc) const {
+  return dnnl::memory(desc, cpu_engine(), scratch.raw());
+}
+
+void Instance::finalize() {
+  // Lifetimes, on storage roots.
+  for (int s = 0; s < static_cast<int>(steps.size()); ++s) {
+    for (int v : steps[s]->writes) values[root(v)].first = std::min(values[root(v)].first, s);
+    for (int v : steps[s]->reads) values[root(v)].last = std::max(values[root(v)].last, s);
+  }
+  values[root(output_value)].last = static_cast<int>(steps.size());
+  std::vector<BufferRequest> requests;
+  std::vector<int> planned;
+  for (int v = 0; v < static_cast<int>(values.size()); ++v) {
+    Value& val = values[v];
+    if (val.root >= 0 || val.external || val.first == INT_MAX) continue;
+    // Aliases may view the storage with a larger descriptor (never in practice; be safe).
+    int64_t bytes = static_cast<int64_t>(val.desc.get_size());
+    for (const Value& other : values)
+      if (other.root >= 0 && &values[root(other.root)] == &val) bytes = std::max<int64_t>(bytes, other.desc.get_size());
+    requests.push_back({bytes, val.first, std::max(val.first, val.last)});
+    planned.push_back(v);
+  }
+  MemoryPlan plan = plan_memory(requests);
+  for (size_t i = 0; i < planned.size(); ++i) values[planned[i]].offset = plan.offsets[i];
+  arena = Tensor::empty({std::max<int64_t>(plan.arena_bytes, 64)}, DType::u8);
+  memory.arena_bytes = plan.arena_bytes;
+  memory.unshared_bytes = plan.unshared_bytes;
+
+  size_t scratch_bytes = 64;
+  for (auto& s : steps)
+    if (auto* p = dynamic_cast<PrimitiveStep*>(s.get())) scratch_bytes = std::max(scratch_bytes, p->scratchpad_desc.get_size());
+  scratch = Tensor::empty({static_cast<int64_t>(scratch_bytes)}, DType::u8);
+  memory.scratch_bytes = static_cast<int64_t>(scratch_bytes);
+
+  auto is_plain = [](const Value& v) { return v.desc == plain_desc(v.shape); };
+  for (int v = 0; v < static_cast<int>(values.size()); ++v) {
+    Value& val = values[v];
+    const Value& r = values[root(v)];
+    if (r.external) {
+      val.mem = dnnl::memory(val.desc, cpu_engine(), DNNL_MEMORY_NONE);
+      input_memories.push_back(val.mem);
+      continue;
+    }
+    if (r.first == INT_MAX) continue;  // never written (unused)
+    char* base = static_cast<char*>(arena.raw()) + r.offset;
+    val.mem = dnnl::memory(val.desc, cpu_engine(), base);
+    if (is_plain(val)) val.tensor = arena.view(r.offset, val.shape);
+  }
+  for (auto& s : steps) s->bind(*this);
+  output = values[output_value].tensor;
+  check(output.defined(), "plan: the output has no plain storage");
+}
+
+}  // namespace leanai::runtime

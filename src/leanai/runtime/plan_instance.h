@@ -1,0 +1,89 @@
+// The inside of a compiled Plan at one batch size: values (activations with
+// their oneDNN layouts and arena offsets) and the steps that run them.
+// Internal to the runtime; see plan.h for the interface.
+#pragma once
+#include <climits>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include <dnnl.hpp>
+
+#include "leanai/core/tensor.h"
+#include "leanai/graph/op.h"
+#include "leanai/runtime/plan.h"
+
+namespace leanai::runtime {
+
+using md = dnnl::memory::desc;
+
+struct Value {
+  Shape shape;
+  md desc;
+  int root = -1;          // >= 0: shares the storage of that value (a reshape, an in-place sum)
+  bool external = false;  // the caller's input tensor
+  int first = INT_MAX;    // first step writing it (storage roots only)
+  int last = -1;          // last step reading it
+  int64_t offset = 0;     // in the arena
+  dnnl::memory mem;       // bound after memory planning
+  Tensor tensor;          // plain view into the arena, for kernel steps
+};
+
+struct Instance;
+
+class Step {
+ public:
+  virtual ~Step() = default;
+  virtual void bind(Instance& inst) = 0;  // after memory planning
+  virtual void run() = 0;
+  PlanStep info;
+  std::vector<int> reads, writes;  // values
+};
+
+// One oneDNN primitive with its argument map built once.
+class PrimitiveStep : public Step {
+ public:
+  dnnl::primitive primitive;
+  md scratchpad_desc;
+  std::vector<std::pair<int, int>> value_args;          // DNNL_ARG_* -> value
+  std::unordered_map<int, dnnl::memory> args;          // fixed ones (weights, bias) plus the bound values
+  void bind(Instance& inst) override;
+  void run() override;
+};
+
+// An op without a oneDNN lowering, run through its Executor kernel on plain tensors.
+class KernelStep : public Step {
+ public:
+  std::unique_ptr<OpKernel> kernel;
+  std::vector<int> input_values;      // -1 where the input is a parameter
+  std::vector<const Tensor*> params;  // per input, when a parameter
+  void bind(Instance& inst) override;
+  void run() override;
+
+ private:
+  std::vector<Tensor> inputs_;
+  Inputs input_ptrs_;
+  Tensor output_;
+  RunContext ctx_;
+};
+
+struct Instance {
+  int64_t batch = 0;
+  std::vector<Value> values;
+  std::vector<std::unique_ptr<Step>> steps;
+  int input_value = -1;
+  int output_value = -1;
+  Tensor arena, scratch, output;
+  std::vector<dnnl::memory> input_memories;  // the input and its aliases: re-pointed at each run
+  PlanMemory memory;
+
+  int root(int v) const { return values[v].root >= 0 ? root(values[v].root) : v; }
+  dnnl::memory scratchpad(const md& desc) const;
+  // Plans the arena from the steps' reads and writes, then binds every step.
+  void finalize();
+};
+
+// Builds the steps for `graph` (already through the inference passes) at one batch size.
+std::unique_ptr<Instance> lower_graph(const Graph& graph, int64_t batch, bool tune);
+
+}  // namespace leanai::runtime

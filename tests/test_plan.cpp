@@ -1,0 +1,147 @@
+// The compiled runtime: same outputs as the Executor on the original graph,
+// the layouts and fusions it claims, no buffer created in steady state (oneDNN's
+// execute() still makes small heap allocations for its argument map), clear
+// errors on bad input; and the memory planner and kernel-choice cache alone.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include "graph_fixtures.h"
+#include "leanai/core/error.h"
+#include "leanai/graph/executor.h"
+#include "leanai/nn/models.h"
+#include "leanai/runtime/kernel_choice.h"
+#include "leanai/runtime/memory_planner.h"
+#include "leanai/runtime/plan.h"
+#include "temp_dir.h"
+
+namespace leanai {
+namespace {
+
+using namespace test_support;
+
+constexpr double kTolerance = 1e-4;
+
+double plan_vs_executor(const Graph& g, const Tensor& x) {
+  Graph reference = g;
+  Executor ex(reference);
+  Tensor want = ex.forward({x}).clone();
+  Plan plan(g);
+  const Tensor& got = plan.run(x);
+  EXPECT_EQ(got.shape(), want.shape());
+  return max_abs_diff(want, got);
+}
+
+TEST(Plan, MatchesTheExecutorOnResidualNet) {
+  for (int64_t batch : {1, 5}) EXPECT_LT(plan_vs_executor(residual_net(), random_tensor({batch, 3, 12, 12}, batch)), kTolerance);
+}
+
+TEST(Plan, MatchesTheExecutorOnActivationMlp) {
+  for (int64_t batch : {1, 9}) EXPECT_LT(plan_vs_executor(activation_mlp(), random_tensor({batch, 20}, batch)), kTolerance);
+}
+
+TEST(Plan, MatchesTheExecutorOnThePresets) {
+  for (const char* preset : {"mlp", "cnn", "cnn-bn"}) {
+    SCOPED_TRACE(preset);
+    Graph g = build_preset(preset, {1, 28, 28}, 10, 3);
+    // Non-trivial running statistics, so folding batch-norm is really exercised.
+    for (auto& [name, p] : g.params())
+      if (name.ends_with("running_var"))
+        for (int64_t i = 0; i < p.value.numel(); ++i) p.value.data<float>()[i] = 0.5f + 0.01f * static_cast<float>(i % 50);
+    for (int64_t batch : {1, 4}) EXPECT_LT(plan_vs_executor(g, random_tensor({batch, 1, 28, 28}, 7)), kTolerance);
+  }
+}
+
+TEST(Plan, KeepsBlockedLayoutsBetweenFusedOps) {
+  Plan plan(residual_net());
+  int reorders = 0, convs = 0;
+  for (const PlanStep& s : plan.steps(8)) {
+    reorders += s.kind == "reorder";
+    convs += s.kind == "conv2d";
+    EXPECT_NE(s.kind, "batchnorm");
+    EXPECT_EQ(s.kind.rfind("eltwise", 0), std::string::npos) << s.name;
+    EXPECT_EQ(s.kind.rfind("kernel", 0), std::string::npos) << s.name;
+  }
+  EXPECT_EQ(convs, 6);
+  EXPECT_LE(reorders, 1) << "at most the input enters a blocked layout";
+}
+
+TEST(Plan, SharesActivationMemoryByLiveness) {
+  Plan plan(residual_net());
+  PlanMemory m = plan.memory(16);
+  EXPECT_GT(m.arena_bytes, 0);
+  EXPECT_LT(m.arena_bytes, m.unshared_bytes);
+  EXPECT_GT(m.weight_bytes, 0);
+}
+
+TEST(Plan, SteadyStateRunsAllocateNothing) {
+  Plan plan(residual_net());
+  Tensor x = random_tensor({4, 3, 12, 12}, 1);
+  plan.run(x);
+  const int64_t buffers = Buffer::created();
+  for (int i = 0; i < 5; ++i) plan.run(x);
+  EXPECT_EQ(Buffer::created(), buffers);
+}
+
+TEST(Plan, WrongInputShapeIsAClearError) {
+  Plan plan(activation_mlp());
+  try {
+    plan.run(random_tensor({2, 21}, 1));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("input has shape [2, 21], the model expects [N, 20]"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Plan, RunsOpsWithoutALoweringThroughTheirKernel) {
+  Graph g;
+  int x = g.add_input("input", {6});
+  int y = g.add("linear", {x, g.add_param("w", random_tensor({6, 6}, 1)), g.add_param("b", random_tensor({6}, 2))});
+  y = g.add("softmax", {g.add("add", {y, g.add_param("offset", random_tensor({6}, 3))})});
+  g.set_output(y);
+  EXPECT_LT(plan_vs_executor(g, random_tensor({3, 6}, 4)), 1e-5);
+}
+
+TEST(MemoryPlanner, DisjointLifetimesShareAndOverlappingOnesDoNot) {
+  // A chain a -> b -> c: a and c can share; b overlaps both.
+  MemoryPlan p = plan_memory({{1000, 0, 1}, {2000, 1, 2}, {1000, 2, 3}});
+  EXPECT_EQ(p.offsets[0], p.offsets[2]);
+  EXPECT_EQ(p.arena_bytes, 2048 + 1024);
+  Rng rng(5);
+  std::vector<BufferRequest> reqs;
+  for (int i = 0; i < 60; ++i) {
+    int first = static_cast<int>(rng.below(40));
+    reqs.push_back({static_cast<int64_t>(1 + rng.below(5000)), first, first + static_cast<int>(rng.below(6))});
+  }
+  MemoryPlan q = plan_memory(reqs);
+  for (size_t i = 0; i < reqs.size(); ++i)
+    for (size_t j = i + 1; j < reqs.size(); ++j) {
+      const bool live_together = reqs[i].first_step <= reqs[j].last_step && reqs[j].first_step <= reqs[i].last_step;
+      const bool bytes_overlap = q.offsets[i] < q.offsets[j] + reqs[j].bytes && q.offsets[j] < q.offsets[i] + reqs[i].bytes;
+      EXPECT_FALSE(live_together && bytes_overlap) << i << " and " << j;
+    }
+  EXPECT_LE(q.arena_bytes, q.unshared_bytes);
+}
+
+TEST(KernelChoice, PicksTheFasterCandidateAndRemembersIt) {
+  test_support::TempDir dir;
+  setenv("LEANAI_CACHE_DIR", dir.path().c_str(), 1);
+  int slow_runs = 0, fast_runs = 0;
+  std::vector<KernelCandidate> candidates = {
+      {"slow", [&] { ++slow_runs; std::this_thread::sleep_for(std::chrono::microseconds(300)); }},
+      {"fast", [&] { ++fast_runs; }}};
+  EXPECT_EQ(choose_kernel("test key", candidates, true), 1);
+  EXPECT_GT(slow_runs, 0);
+  slow_runs = fast_runs = 0;
+  EXPECT_EQ(choose_kernel("test key", candidates, true), 1);  // from the cache: nothing timed
+  EXPECT_EQ(slow_runs + fast_runs, 0);
+  std::ofstream(kernel_cache_path()) << "{ not json";
+  EXPECT_EQ(choose_kernel("test key", candidates, true), 1);  // a damaged cache is re-measured
+  unsetenv("LEANAI_CACHE_DIR");
+}
+
+}  // namespace
+}  // namespace leanai

@@ -5,6 +5,7 @@
 
 #include "leanai/core/error.h"
 #include "leanai/core/threads.h"
+#include "leanai/io/model_file.h"
 #include "leanai/nn/models.h"
 
 namespace leanai::cli {
@@ -67,6 +68,32 @@ Graph build_model(const std::string& model, const Shape& sample_shape, int64_t n
   check(std::filesystem::exists(model), "cannot open model spec '" + model +
                                             "': no such file (give a JSON spec, a model file, or a preset: mlp, cnn, cnn-bn)");
   return build_from_spec(read_spec_file(model), sample_shape, num_outputs, seed);
+}
+
+Shape parse_shape(const std::string& text, const std::string& option) {
+  Shape out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    const std::string part = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    char* end = nullptr;
+    const long long v = std::strtoll(part.c_str(), &end, 10);
+    check(!part.empty() && end && *end == '\0' && v > 0 && v < (1 << 24),
+          option + " must be positive integers separated by commas, e.g. 1,28,28");
+    out.push_back(v);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+Graph load_model_graph(const std::string& model, const std::string& input_shape, int64_t classes, json* info) {
+  if (std::filesystem::is_regular_file(model) && !model.ends_with(".json")) {
+    LoadedModel m = load_model(model);
+    if (info) *info = m.info;
+    return m.graph;
+  }
+  return build_model(model, parse_shape(input_shape, "--input-shape"), classes, 0);
 }
 
 void apply_threads(int threads) {

@@ -37,6 +37,13 @@ DataOptions data_options_from_info(const json& info);
 // `model` is a preset name or a path to a JSON spec.
 Graph build_model(const std::string& model, const Shape& sample_shape, int64_t num_outputs, uint64_t seed);
 
+// A shape given on the command line: positive integers separated by commas.
+Shape parse_shape(const std::string& text, const std::string& option);
+
+// A saved model file, or else a preset / JSON spec built for `input_shape`
+// ("1,28,28") and `classes` outputs with seed 0. Fills *info from a file.
+Graph load_model_graph(const std::string& model, const std::string& input_shape, int64_t classes, json* info = nullptr);
+
 // Threads for every kernel; 0 = all cores. Validates the value.
 void apply_threads(int threads);
 

@@ -21,35 +21,11 @@ struct InfoOptions {
   bool json = false;
 };
 
-Shape parse_shape(const std::string& s) {
-  Shape out;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t comma = s.find(',', pos);
-    const std::string part = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    char* end = nullptr;
-    const long long v = std::strtoll(part.c_str(), &end, 10);
-    check(!part.empty() && end && *end == '\0' && v > 0 && v < (1 << 24),
-          "--input-shape must be positive integers separated by commas, e.g. 1,28,28");
-    out.push_back(v);
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  return out;
-}
-
 void run_info(const InfoOptions& o) {
-  Graph g;
   json info;
-  int64_t file_bytes = -1;
-  if (std::filesystem::is_regular_file(o.model)) {
-    LoadedModel m = load_model(o.model);
-    g = m.graph;
-    info = m.info;
-    file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.model));
-  } else {
-    g = build_model(o.model, parse_shape(o.input_shape), o.classes, 0);
-  }
+  Graph g = load_model_graph(o.model, o.input_shape, o.classes, &info);
+  const int64_t file_bytes =
+      std::filesystem::is_regular_file(o.model) ? static_cast<int64_t>(std::filesystem::file_size(o.model)) : -1;
   Executor ex(g);
   // One forward pass at batch 1 on zeros, so ex.value() has each layer's output shape below.
   std::vector<Tensor> zeros;

@@ -2,6 +2,7 @@
 // layouts oneDNN picks, reorders only where a consumer wants another layout,
 // and the Executor's kernel for anything else.
 #include <algorithm>
+#include <cctype>
 #include <set>
 
 #include "leanai/core/error.h"
@@ -20,9 +21,24 @@ using tag = dnnl::memory::format_tag;
 
 md any_desc(const Shape& s) { return md(to_dims(s), dt::f32, tag::any); }
 
+// "nchw", "nhwc", "nChw16c", "OIhw16i16o"-style names for the step report
+// (oneDNN 2.6 has no public query for a descriptor's format tag).
 std::string layout_name(const md& d) {
-  // oneDNN 2.6 has no public format-tag query; the plain check is what matters here.
-  return d.data.format_kind == dnnl_blocked && d.data.format_desc.blocking.inner_nblks > 0 ? "blocked" : "plain";
+  const dnnl_memory_desc_t& c = d.data;
+  if (c.format_kind != dnnl_blocked) return "any";
+  const auto& b = c.format_desc.blocking;
+  std::vector<int> order(c.ndims);
+  for (int i = 0; i < c.ndims; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return b.strides[x] > b.strides[y]; });
+  const char* letters = c.ndims == 4 ? "nchw" : c.ndims == 2 ? "nc" : "abcdef";
+  std::string name;
+  for (int i : order) {
+    bool blocked = false;
+    for (int k = 0; k < b.inner_nblks; ++k) blocked |= b.inner_idxs[k] == i;
+    name += blocked ? static_cast<char>(std::toupper(letters[i])) : letters[i];
+  }
+  for (int k = 0; k < b.inner_nblks; ++k) name += std::to_string(b.inner_blks[k]) + letters[b.inner_idxs[k]];
+  return name;
 }
 
 class Lowering {

@@ -1,0 +1,29 @@
+// Measuring a runner the way `leanai bench` and bench/ report it: latency
+// percentiles over many calls after a warm-up, throughput, and the heap a
+// runner holds. Medians, not means, because machines here are shared.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace leanai {
+
+struct TimingSettings {
+  int warmup_runs = 10;
+  int min_runs = 10;
+  int max_runs = 2000;
+  double max_seconds = 2.0;  // stop timing after this (once min_runs are done)
+};
+
+struct LatencyStats {
+  double p50_ms = 0, p90_ms = 0, p99_ms = 0, mean_ms = 0;
+  int64_t runs = 0;
+  double samples_per_s = 0;  // batch / mean latency
+};
+
+LatencyStats time_runs(const std::function<void()>& run, int64_t batch, const TimingSettings& settings);
+
+// Bytes the C heap holds now (glibc mallinfo2: arenas plus mmap-ed blocks);
+// the difference across building a runner is the memory that runner holds.
+int64_t heap_bytes_in_use();
+
+}  // namespace leanai

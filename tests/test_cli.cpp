@@ -114,6 +114,8 @@ class Cli : public ::testing::Test {
     root_ = pattern;
     fs::create_directories(root_ / "capture");
     fs::create_directories(root_ / "work");
+    // Kernel choices the runtime measures are cached here, not in the user's home.
+    ::setenv("LEANAI_CACHE_DIR", (root_ / "cache").c_str(), 1);
     if (!leanai::has_mnist_files(leanai::kFashionMnistDir)) return;
 
     // 600 train / 200 test images of the real data, gzip-compressed like the originals.
@@ -250,6 +252,7 @@ TEST_F(Cli, HelpForEverySubcommand) {
       {{"eval", "--help"}, {"model", "--data", "--split", "--batch-size", "--threads", "--json"}},
       {{"predict", "--help"}, {"model", "--input", "--output", "--format", "--json"}},
       {{"info", "--help"}, {"model", "--input-shape", "--classes", "--json"}},
+      {{"bench", "--help"}, {"model", "--batch", "--threads", "--compare", "--layers", "--recommend", "--json"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args[0] + " " + (c.args.size() > 1 ? c.args[1] : ""));
@@ -493,6 +496,42 @@ TEST_F(Cli, InfoReportsParametersAndFlops) {
   Result t = run({"info", model_});
   ASSERT_EQ(t.rc, 0) << t.err;
   EXPECT_NE(t.out.find("535818 trainable"), std::string::npos) << t.out;
+}
+
+TEST_F(Cli, BenchReportsBothRunnersAndLayers) {
+  NEED_FMNIST();
+  ASSERT_EQ(train_result_.rc, 0);
+  Result r = run({"bench", model_, "--batch", "1,3", "--seconds", "0.05", "--runs", "10", "--compare", "--layers",
+                  "--json"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::set<std::pair<std::string, int64_t>> rows;
+  int layers = 0;
+  for (const json& j : r.json_lines()) {
+    if (j.contains("layer")) {
+      ++layers;
+      EXPECT_GE(j.at("ms").get<double>(), 0.0);
+      continue;
+    }
+    rows.insert({j.at("runner").get<std::string>(), j.at("batch").get<int64_t>()});
+    EXPECT_GT(j.at("samples_per_s").get<double>(), 0.0);
+    EXPECT_LE(j.at("p50_ms").get<double>(), j.at("p99_ms").get<double>());
+    EXPECT_GE(j.at("runs").get<int64_t>(), 10);
+  }
+  const std::set<std::pair<std::string, int64_t>> want = {{"leanai", 1}, {"leanai", 3}, {"unoptimized", 1}, {"unoptimized", 3}};
+  EXPECT_EQ(rows, want);
+  EXPECT_EQ(layers, 2 * 3);  // three fused linear layers per batch size
+  expect_clean_error({"bench", "cnn", "--batch", "0"}, {"--batch"});
+  expect_clean_error({"bench", "missing.leanai"}, {"missing.leanai"});
+  expect_clean_error({"bench", "mlp", "--recommend", "fast"}, {"--recommend"});
+}
+
+TEST_F(Cli, BenchRecommendsAParallelSplit) {
+  Result r = run({"bench", "mlp", "--recommend", "throughput", "--seconds", "0.05", "--threads", "2", "--json"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j.at("measured").size(), 2u * 4u);  // {1x2, 2x1} threads x streams, 4 batch sizes
+  EXPECT_EQ(j.at("serving").at("threads").get<int>() * j.at("serving").at("streams").get<int>(), 2);
+  EXPECT_EQ(j.at("training").at("strategy"), "data-parallel");
 }
 
 TEST_F(Cli, PredictWritesOneRowPerImage) {

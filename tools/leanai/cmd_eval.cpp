@@ -11,8 +11,8 @@
 #include "leanai/core/threads.h"
 #include "leanai/data/standardizer.h"
 #include "leanai/graph/executor.h"
-#include "leanai/graph/passes/fuse_conv_blocks.h"
 #include "leanai/io/model_file.h"
+#include "leanai/runtime/plan.h"
 #include "leanai/nn/trainer.h"
 
 namespace leanai::cli {
@@ -28,7 +28,7 @@ struct EvalOptions {
   bool json = false;
 };
 
-// Median milliseconds per forward pass at a given batch size.
+// Median milliseconds per call of the compiled runtime (what a deployment runs).
 double median_latency_ms(Graph& model, const Dataset& data, int64_t batch, int runs) {
   batch = std::min(batch, data.size());
   Shape xs = data.sample_shape();
@@ -39,13 +39,12 @@ double median_latency_ms(Graph& model, const Dataset& data, int64_t batch, int r
   std::vector<int64_t> idx(batch);
   for (int64_t i = 0; i < batch; ++i) idx[i] = i;
   data.gather(idx.data(), batch, x, y);
-  Graph fused = fuse_conv_blocks(model);  // what evaluate() runs
-  Executor ex(fused);
-  for (int i = 0; i < 10; ++i) ex.forward({x});  // warm-up: primitives, caches
+  Plan plan(model);
+  for (int i = 0; i < 10; ++i) plan.run(x);  // warm-up: primitives, caches
   std::vector<double> ms;
   for (int i = 0; i < runs; ++i) {
     auto t0 = std::chrono::steady_clock::now();
-    ex.forward({x});
+    plan.run(x);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());

@@ -17,9 +17,9 @@
 #include "leanai/data/gz_file.h"
 #include "leanai/data/idx.h"
 #include "leanai/data/standardizer.h"
-#include "leanai/graph/executor.h"
 #include "leanai/io/atomic_file.h"
 #include "leanai/io/model_file.h"
+#include "leanai/runtime/plan.h"
 
 namespace leanai::cli {
 namespace {
@@ -32,6 +32,7 @@ struct PredictOptions {
   int64_t batch_size = 256;
   int threads = 0;
   bool json = false;
+  bool logits = false;
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -115,10 +116,10 @@ void run_predict(const PredictOptions& o) {
   Tensor x = format == "csv" ? rows_from_csv(o.input, m.info)
              : format == "raw" ? rows_from_raw(o.input, sample)
                                : images_from_idx(o.input, sample);
-  const bool classify = m.info.value("task", std::string("classification")) == "classification";
+  const bool classify = !o.logits && m.info.value("task", std::string("classification")) == "classification";
   const auto names = m.info.value("data", json::object()).value("class_names", std::vector<std::string>{});
 
-  Executor ex(m.graph);
+  Plan plan(m.graph);
   std::string csv = classify ? "index,label,name" : "index";
   const int64_t k = m.info.value("num_outputs", int64_t{0});
   for (int64_t c = 0; c < k; ++c) csv += classify ? fmt::format(",p{}", c) : fmt::format(",y{}", c);
@@ -126,7 +127,8 @@ void run_predict(const PredictOptions& o) {
   json rows = json::array();
   for (int64_t start = 0; start < x.dim(0); start += o.batch_size) {
     const int64_t n = std::min(o.batch_size, x.dim(0) - start);
-    Tensor out = ex.forward({x.slice0(start, start + n)});
+    const Tensor batch = x.slice0(start, start + n);
+    const Tensor& out = plan.run(batch);
     const int64_t width = out.dim(1);
     for (int64_t r = 0; r < n; ++r) {
       std::vector<float> row(out.data<float>() + r * width, out.data<float>() + (r + 1) * width);
@@ -171,6 +173,7 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("-b,--batch-size", opt->batch_size, "batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20))->capture_default_str();
   cmd->add_option("-t,--threads", opt->threads, "threads (0 = all cores)")->capture_default_str();
   cmd->add_flag("--json", opt->json, "JSON instead of CSV");
+  cmd->add_flag("--logits", opt->logits, "the model's raw outputs instead of class probabilities");
   cmd->callback([opt] { run_predict(*opt); });
 }
 

@@ -1,0 +1,74 @@
+#!/usr/bin/python3
+"""Trains the reference models briefly in PyTorch 1.13 and exports them to ONNX,
+for bench/infer_bench.py: leanai, ONNX Runtime and PyTorch then run the same
+weights. Writes to OUT (default bench/out/infer):
+  {mlp,cnn,resnet}.onnx    opset 13, dynamic batch axis, input "input"
+  {mlp,cnn,resnet}.pt      the state dict (PyTorch's own side of the benchmark)
+  {name}_parity_out.f32    PyTorch's logits on parity_in.f32 (16 test images)
+  parity_in.f32            16 normalized Fashion-MNIST test images, [16,1,28,28]
+  test_x.f32 / test_y.u8   the 10k test set, normalized, for accuracy checks
+
+Usage: export_onnx.py [EPOCHS]   (default 1; 0 = untrained weights)
+"""
+import gzip, json, os, sys, time
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_models import MODELS  # noqa: E402
+
+EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+OUT = os.environ.get("OUT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "infer"))
+D = "/usr/share/datasets/fashion-mnist"
+os.makedirs(OUT, exist_ok=True)
+torch.set_num_threads(int(os.environ.get("THREADS", "2")))
+
+
+def idx(path):
+    with gzip.open(path, "rb") as f:
+        b = f.read()
+    nd = b[3]
+    dims = [int.from_bytes(b[4 + 4 * i:8 + 4 * i], "big") for i in range(nd)]
+    return np.frombuffer(b, dtype=np.uint8, offset=4 + 4 * nd).reshape(dims)
+
+
+def norm(x):
+    return ((torch.from_numpy(x.astype(np.float32)) / 255.0 - 0.2860) / 0.3530).unsqueeze(1)
+
+
+Xtr = norm(idx(f"{D}/train-images-idx3-ubyte.gz"))
+ytr = torch.from_numpy(idx(f"{D}/train-labels-idx1-ubyte.gz").astype(np.int64))
+Xte = norm(idx(f"{D}/t10k-images-idx3-ubyte.gz"))
+yte = idx(f"{D}/t10k-labels-idx1-ubyte.gz")
+Xte.numpy().astype("<f4").tofile(f"{OUT}/test_x.f32")
+yte.astype(np.uint8).tofile(f"{OUT}/test_y.u8")
+parity = Xte[:16].contiguous()
+parity.numpy().astype("<f4").tofile(f"{OUT}/parity_in.f32")
+
+for name, cls in MODELS.items():
+    torch.manual_seed(0)
+    model = cls()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    t0 = time.time()
+    for epoch in range(EPOCHS):
+        model.train()
+        perm = torch.randperm(len(Xtr))
+        for i in range(0, len(Xtr), 128):
+            b = perm[i:i + 128]
+            opt.zero_grad()
+            F.cross_entropy(model(Xtr[b]), ytr[b]).backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        acc = float((model(Xte).argmax(1).numpy() == yte).mean())
+        ref = model(parity)
+    ref.numpy().astype("<f4").tofile(f"{OUT}/{name}_parity_out.f32")
+    torch.save(model.state_dict(), f"{OUT}/{name}.pt")
+    torch.onnx.export(model, parity[:1], f"{OUT}/{name}.onnx", input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=13)
+    print(json.dumps({"model": name, "epochs": EPOCHS, "train_s": round(time.time() - t0, 1), "torch_test_acc": acc}),
+          flush=True)

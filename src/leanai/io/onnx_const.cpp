@@ -123,6 +123,7 @@ Tensor Const::to_tensor(const std::string& what) const {
 Const fold_binary(const std::string& op, const Const& a, const Const& b, const std::string& what) {
   const Shape out = broadcast(a.shape, b.shape, what);
   const int64_t n = shape_numel(out);
+  check(n <= kMaxFoldedElements, what + ": the folded constant " + shape_str(out) + " is too large");
   Shape idx(out.size(), 0);
   if (a.is_float || b.is_float) {
     const Const fa = a.as_floats(what), fb = b.as_floats(what);

@@ -18,6 +18,8 @@ namespace leanai::onnx_import {
 
 // Stands for the (symbolic) batch size inside integer constants.
 constexpr int64_t kBatchDim = INT64_MIN / 2;
+// Folding never builds a constant larger than this (2^28 values).
+constexpr int64_t kMaxFoldedElements = int64_t{1} << 28;
 
 struct Const {
   bool is_float = true;

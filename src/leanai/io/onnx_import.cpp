@@ -198,6 +198,27 @@ class NodeAttrs {
   std::string where_;
 };
 
+// Valid UTF-8 without control characters: names from the file go into one-line
+// error messages and into the model file's JSON, which must be valid UTF-8.
+std::string clean_text(const std::string& s) {
+  std::string out;
+  for (size_t k = 0; k < s.size();) {
+    const auto c = static_cast<unsigned char>(s[k]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    bool ok = len > 0 && k + len <= s.size();
+    for (size_t j = 1; ok && j < len; ++j) ok = (static_cast<unsigned char>(s[k + j]) & 0xc0) == 0x80;
+    if (ok && len == 1 && (c < 0x20 || c == 0x7f)) ok = false;
+    if (ok) {
+      out.append(s, k, len);
+      k += len;
+    } else {
+      out += '?';
+      ++k;
+    }
+  }
+  return out;
+}
+
 std::string sanitize(const std::string& name) {
   std::string out;
   for (char c : name) out += std::isalnum(static_cast<unsigned char>(c)) || std::strchr("._:/-", c) ? c : '_';
@@ -244,9 +265,9 @@ class Importer {
     try {
       return run_unchecked(model);
     } catch (const Error& e) {
-      throw Error(label_ + ": " + e.what());
+      throw Error(clean_text(label_ + ": " + e.what()));
     } catch (const json::exception& e) {
-      throw Error(label_ + ": " + e.what());
+      throw Error(clean_text(label_ + ": " + e.what()));
     }
   }
 
@@ -423,7 +444,7 @@ void Importer::read_input(const onnx::GraphProto& g) {
                                 (names.empty() ? "" : " (" + join(names) + ")") +
                                 "; leanai imports models with exactly one input");
   const onnx::ValueInfoProto& in = *inputs[0];
-  input_name_ = in.name();
+  input_name_ = clean_text(in.name());
   const std::string what = "input '" + in.name() + "'";
   check(in.type().has_tensor_type(), what + " is not a tensor");
   const auto& tt = in.type().tensor_type();
@@ -481,14 +502,14 @@ OnnxModel Importer::run_unchecked(const onnx::ModelProto& model) {
   json input_json = json::array({"batch"});
   for (int64_t d : input_shape) input_json.push_back(d);
   result.source = {{"format", "onnx"},
-                   {"file", label_},
-                   {"producer", model.producer_name()},
-                   {"producer_version", model.producer_version()},
+                   {"file", clean_text(label_)},
+                   {"producer", clean_text(model.producer_name())},
+                   {"producer_version", clean_text(model.producer_version())},
                    {"ir_version", model.ir_version()},
                    {"opset", opset_},
-                   {"graph_name", g.name()},
+                   {"graph_name", clean_text(g.name())},
                    {"input", {{"name", input_name_}, {"shape", input_json}}},
-                   {"output", g.output(0).name()},
+                   {"output", clean_text(g.output(0).name())},
                    {"onnx_nodes", g.node_size()}};
   return result;
 }
@@ -504,7 +525,7 @@ const std::set<std::string>& folded_only_ops() {
 
 void Importer::convert(const onnx::NodeProto& n, int index) {
   const std::string& type = n.op_type();
-  const std::string node_name = n.name().empty() ? "#" + std::to_string(index) : n.name();
+  const std::string node_name = n.name().empty() ? "#" + std::to_string(index) : clean_text(n.name());
   const std::string where = "node '" + node_name + "' (" + type + ")";
   const auto& supported = onnx_supported_ops();
   const bool default_domain = n.domain().empty() || n.domain() == "ai.onnx";
@@ -628,12 +649,13 @@ void Importer::convert(const onnx::NodeProto& n, int index) {
     if (type == "Transpose") return define_derived(fold_transpose(c(0), a.ints("perm", {}), where));
     if (type == "ConstantOfShape") {
       const std::vector<int64_t> dims = c(0).as_ints(where);
-      for (int64_t d : dims) check(d >= 0 && d < kMaxElements && d != kBatchDim, where + ": needs a fixed, non-negative shape");
+      for (int64_t d : dims)
+        check(d >= 0 && d <= kMaxFoldedElements && d != kBatchDim, where + ": needs a fixed, non-negative shape");
       Const fill = Const::floats({}, {0.0f});
       if (const auto* t = a.find("value")) fill = tensor_to_const(t->t(), where + " value");
       check(fill.numel() == 1, where + ": 'value' must hold one element");
       const Shape shape(dims.begin(), dims.end());
-      check(shape_numel(shape) < kMaxElements, where + ": the shape is too large");
+      check(shape_numel(shape) <= kMaxFoldedElements, where + ": the shape " + shape_str(shape) + " is too large");
       if (fill.is_float) return define_const(Const::floats(shape, std::vector<float>(shape_numel(shape), fill.f[0])));
       return define_const(Const::ints(shape, std::vector<int64_t>(shape_numel(shape), fill.i[0])));
     }
@@ -1074,7 +1096,7 @@ Graph Importer::emit(int output) {
         ids.push_back(it->second);
       }
     }
-    node_of[op.output] = g.add(op.op, ids, op.attrs, op.node_name);
+    node_of[op.output] = g.add(op.op, ids, op.attrs, clean_text(op.node_name));
   }
   g.set_output(node_of.at(output));
   g.validate();

@@ -13,7 +13,8 @@
 //   - Identity, Dropout (inference) and Cast-to-float vanish;
 //   - Gemm and MatMul(+Add) with constant weights become linear, the Erf form
 //     of GELU (any of PyTorch's orderings) becomes gelu, Squeeze/Unsqueeze/
-//     Reshape become reshape;
+//     Reshape become reshape, a zero Pad becomes the padding of the Conv or
+//     AveragePool it feeds;
 //   - the model's one input keeps its first axis as the batch axis (fixed or
 //     symbolic in the file; any batch size runs after import), and every
 //     value in the graph must keep the batch as its first axis.

@@ -6,7 +6,8 @@ ResNetS (about 18 MFLOP per 1x28x28 sample): stem conv3x3 1->16 + BN + ReLU,
 then three basic blocks (conv-BN-ReLU-conv-BN, + shortcut, ReLU) at 16 channels
 28x28, 32 channels 14x14 (stride 2, 1x1 conv+BN shortcut) and 64 channels 7x7
 (same), global average pooling, fc 64->10. `width` scales the channels (the
-test fixtures use a narrow one).
+test fixtures use a narrow one, as they do MLP's `hidden` and CNN's `channels`;
+the defaults are the reference sizes).
 """
 import torch
 import torch.nn as nn
@@ -14,9 +15,10 @@ import torch.nn.functional as F
 
 
 class MLP(nn.Module):
-    def __init__(self):
+    def __init__(self, hidden=(512, 256)):
         super().__init__()
-        self.fc1, self.fc2, self.fc3 = nn.Linear(784, 512), nn.Linear(512, 256), nn.Linear(256, 10)
+        h1, h2 = hidden
+        self.fc1, self.fc2, self.fc3 = nn.Linear(784, h1), nn.Linear(h1, h2), nn.Linear(h2, 10)
 
     def forward(self, x):
         x = torch.flatten(x, 1)
@@ -24,10 +26,11 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    def __init__(self):
+    def __init__(self, channels=(32, 64), hidden=128):
         super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(1, 32, 3), nn.Conv2d(32, 64, 3)
-        self.fc1, self.fc2 = nn.Linear(1600, 128), nn.Linear(128, 10)
+        c1, c2 = channels
+        self.conv1, self.conv2 = nn.Conv2d(1, c1, 3), nn.Conv2d(c1, c2, 3)
+        self.fc1, self.fc2 = nn.Linear(c2 * 25, hidden), nn.Linear(hidden, 10)
 
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)

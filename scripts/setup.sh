@@ -8,6 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libdnnl-dev libhwy-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libonnx-dev libprotobuf-dev
   dataset-fashion-mnist
 )
 

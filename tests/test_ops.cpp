@@ -50,6 +50,7 @@ enum class Fill {
   Positive,      // U(0.5, 1.5) (variances)
   Labels,        // i64 class indices in [0, classes)
   Wide,          // N(0, 40^2): exp() of these overflows float unless the max is subtracted
+  AwayFromKinks, // N(0, 1), resampled within 0.05 of 0 and +-0.5 (clip's bounds in the cases below)
 };
 
 struct Operand {
@@ -121,6 +122,13 @@ Tensor make_operand(const Operand& o, Rng& rng) {
       for (int64_t i = 0; i < n; ++i) p[i] = (static_cast<float>(perm[i]) - n / 2.0f) * 0.05f;
       break;
     }
+    case Fill::AwayFromKinks:
+      for (int64_t i = 0; i < n; ++i) {
+        float v;
+        do v = rng.normal(); while (std::fabs(v) < 0.05f || std::fabs(std::fabs(v) - 0.5f) < 0.05f);
+        p[i] = v;
+      }
+      break;
     case Fill::Positive:
       for (int64_t i = 0; i < n; ++i) p[i] = rng.uniform(0.5f, 1.5f);
       break;
@@ -252,6 +260,37 @@ RefFn ref_binary(bool is_mul) {
       double a = F(in[0])[bcast_flat(in[0].shape(), idx)];
       double b = F(in[1])[bcast_flat(in[1].shape(), idx)];
       r.v.push_back(is_mul ? a * b : a + b);
+    }
+    return r;
+  };
+}
+
+RefFn ref_binary_fn(std::function<double(double, double)> f) {
+  return [f](const std::vector<Tensor>& in, bool) {
+    Ref r;
+    r.shape = broadcast(in[0].shape(), in[1].shape());
+    const int64_t n = shape_numel(r.shape);
+    for (int64_t i = 0; i < n; ++i) {
+      Shape idx = unravel(i, r.shape);
+      r.v.push_back(f(F(in[0])[bcast_flat(in[0].shape(), idx)], F(in[1])[bcast_flat(in[1].shape(), idx)]));
+    }
+    return r;
+  };
+}
+
+// out[j] = in[i] with i[perm[k]] = j[k], by unravelling every output index.
+RefFn ref_transpose(Shape perm) {
+  return [perm](const std::vector<Tensor>& in, bool) {
+    const Shape& s = in[0].shape();
+    Ref r{Shape(perm.size()), {}};
+    for (size_t k = 0; k < perm.size(); ++k) r.shape[k] = s[perm[k]];
+    for (int64_t j = 0; j < in[0].numel(); ++j) {
+      const Shape out_idx = unravel(j, r.shape);
+      Shape in_idx(s.size());
+      for (size_t k = 0; k < perm.size(); ++k) in_idx[perm[k]] = out_idx[k];
+      int64_t flat = 0;
+      for (size_t d = 0; d < s.size(); ++d) flat = flat * s[d] + in_idx[d];
+      r.v.push_back(F(in[0])[flat]);
     }
     return r;
   };
@@ -611,6 +650,14 @@ std::vector<OpCase> all_cases() {
   v.push_back({"gelu", "gelu", {}, {in("x", {3, 7})}, ref_unary([](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); })});
   v.push_back({"sigmoid", "sigmoid", {}, {in("x", {3, 7})}, ref_unary([](double x) { return 1 / (1 + std::exp(-x)); })});
   v.push_back({"tanh", "tanh", {}, {in("x", {3, 7})}, ref_unary([](double x) { return std::tanh(x); })});
+  v.push_back({"clip_both", "clip", {{"min", -0.5}, {"max", 0.5}}, {in("x", {4, 9}, Fill::AwayFromKinks)},
+               ref_unary([](double x) { return std::min(std::max(x, -0.5), 0.5); })});
+  v.push_back({"clip_min_only", "clip", {{"min", -0.5}}, {in("x", {4, 9}, Fill::AwayFromKinks)},
+               ref_unary([](double x) { return std::max(x, -0.5); })});
+  v.push_back({"clip_max_only", "clip", {{"max", 0.5}}, {in("x", {2, 3, 2, 2}, Fill::AwayFromKinks)},
+               ref_unary([](double x) { return std::min(x, 0.5); })});
+  v.push_back({"clip_relu6", "clip", {{"min", 0.0}, {"max", 6.0}}, {in("x", {4, 9}, Fill::AwayFromKinks)},
+               ref_unary([](double x) { return std::min(std::max(x, 0.0), 6.0); })});
 
   // elementwise binary
   v.push_back({"add_same_shape", "add", {}, {in("a", {2, 3, 4}), in("b", {2, 3, 4})}, ref_binary(false)});
@@ -621,6 +668,17 @@ std::vector<OpCase> all_cases() {
   v.push_back({"mul_bcast_vector", "mul", {}, {in("x", {2, 5}), param("s", {5})}, ref_binary(true)});
   v.push_back({"mul_bcast_channel", "mul", {}, {in("x", {2, 3, 4, 4}), param("s", {3, 1, 1})}, ref_binary(true)});
   v.push_back({"mul_bcast_both_sides", "mul", {}, {in("a", {2, 3, 1}), param("b", {1, 4})}, ref_binary(true)});
+  auto sub = [](double a, double b) { return a - b; };
+  auto div = [](double a, double b) { return a / b; };
+  v.push_back({"sub_same_shape", "sub", {}, {in("a", {2, 3, 4}), in("b", {2, 3, 4})}, ref_binary_fn(sub)});
+  v.push_back({"sub_bcast_channel", "sub", {}, {in("x", {2, 3, 4, 4}), param("m", {3, 1, 1})}, ref_binary_fn(sub)});
+  v.push_back({"sub_param_first", "sub", {}, {param("b", {5}), in("x", {2, 5})}, ref_binary_fn(sub)});
+  v.push_back({"sub_bcast_both_sides", "sub", {}, {in("a", {2, 3, 1}), param("b", {1, 4})}, ref_binary_fn(sub)});
+  // Divisors in [0.5, 1.5]: away from the pole at 0.
+  v.push_back({"div_same_shape", "div", {}, {in("a", {2, 3, 4}), in("b", {2, 3, 4}, Fill::Positive)}, ref_binary_fn(div)});
+  v.push_back({"div_bcast_channel", "div", {}, {in("x", {2, 3, 4, 4}), param("s", {3, 1, 1}, Fill::Positive)}, ref_binary_fn(div)});
+  v.push_back({"div_param_first", "div", {}, {param("n", {5}), in("x", {2, 5}, Fill::Positive)}, ref_binary_fn(div)});
+  v.push_back({"div_bcast_both_sides", "div", {}, {in("a", {2, 3, 1}), param("b", {1, 4}, Fill::Positive)}, ref_binary_fn(div)});
 
   // shape ops
   v.push_back({"flatten_axis1", "flatten", {}, {in("x", {2, 3, 4, 5})},
@@ -635,6 +693,12 @@ std::vector<OpCase> all_cases() {
                ref_copy_to([](const Shape& s) { return Shape{s[0], 4, 3}; })});
   v.push_back({"reshape_explicit", "reshape", {{"shape", {0, 2, 3, 2}}}, {in("x", {2, 12})},
                ref_copy_to([](const Shape& s) { return Shape{s[0], 2, 3, 2}; })});
+  v.push_back({"transpose_2d", "transpose", {{"perm", {1, 0}}}, {in("x", {3, 5})}, ref_transpose({1, 0})});
+  v.push_back({"transpose_3d_last_two", "transpose", {{"perm", {0, 2, 1}}}, {in("x", {2, 3, 4})}, ref_transpose({0, 2, 1})});
+  v.push_back({"transpose_4d_nchw_to_nhwc", "transpose", {{"perm", {0, 2, 3, 1}}}, {in("x", {2, 3, 4, 5})},
+               ref_transpose({0, 2, 3, 1})});
+  v.push_back({"transpose_4d_reverse", "transpose", {{"perm", {3, 2, 1, 0}}}, {in("x", {2, 3, 1, 4})},
+               ref_transpose({3, 2, 1, 0})});
   v.push_back({"concat_axis1", "concat", {{"axis", 1}}, {in("a", {2, 3}), in("b", {2, 4})}, ref_concat(1)});
   v.push_back({"concat_axis1_4d", "concat", {{"axis", 1}}, {in("a", {2, 1, 2, 3}), param("b", {2, 2, 2, 3}), in("c", {2, 3, 2, 3})},
                ref_concat(1)});
@@ -666,6 +730,9 @@ std::vector<OpCase> all_cases() {
   large.push_back({"large_tanh", "tanh", {}, {in("x", {300, 256})}, ref_unary([](double x) { return std::tanh(x); })});
   large.push_back({"large_add_same_shape", "add", {}, {in("a", {300, 256}), in("b", {300, 256})}, ref_binary(false)});
   large.push_back({"large_mul_same_shape", "mul", {}, {in("a", {300, 256}), in("b", {300, 256})}, ref_binary(true)});
+  large.push_back({"large_sub_bcast", "sub", {}, {in("x", {300, 256}), param("m", {256})}, ref_binary_fn(sub)});
+  large.push_back({"large_div_same_shape", "div", {}, {in("a", {300, 256}), in("b", {300, 256}, Fill::Positive)}, ref_binary_fn(div)});
+  large.push_back({"large_transpose", "transpose", {{"perm", {0, 2, 1}}}, {in("x", {30, 64, 40})}, ref_transpose({0, 2, 1})});
   large.push_back({"large_mul_bcast", "mul", {}, {in("x", {300, 256}), param("s", {256})}, ref_binary(true)});
   large.push_back({"large_softmax", "softmax", {}, {in("x", {600, 128})}, ref_softmax(-1, false)});
   large.push_back({"large_log_softmax_axis1", "log_softmax", {{"axis", 1}}, {in("x", {64, 40, 32})}, ref_softmax(1, true)});
@@ -1179,6 +1246,53 @@ TEST(ShapeErrors, MulDoesNotBroadcast) {
         g.set_output(g.add("mul", {a, b}));
       },
       {Tensor::zeros({2, 3, 4})}, {"mul", "broadcast"});
+}
+
+TEST(ShapeErrors, SubDoesNotBroadcast) {
+  expect_shape_error(
+      [](Graph& g) {
+        int a = g.add_input("a", {3});
+        int b = g.add_param("b", Tensor::zeros({4}));
+        g.set_output(g.add("sub", {a, b}));
+      },
+      {Tensor::zeros({2, 3})}, {"sub", "broadcast"});
+}
+
+TEST(ShapeErrors, DivDoesNotBroadcast) {
+  expect_shape_error(
+      [](Graph& g) {
+        int a = g.add_input("a", {3, 4});
+        int b = g.add_param("b", Tensor::full({2, 4}, 1.0f));
+        g.set_output(g.add("div", {a, b}));
+      },
+      {Tensor::zeros({2, 3, 4})}, {"div", "broadcast"});
+}
+
+TEST(ShapeErrors, TransposePermRank) {
+  expect_shape_error(
+      [](Graph& g) {
+        int a = g.add_input("a", {3, 4});
+        g.set_output(g.add("transpose", {a}, {{"perm", {1, 0}}}));
+      },
+      {Tensor::zeros({2, 3, 4})}, {"transpose", "rank 3"});
+}
+
+TEST(ShapeErrors, TransposeNotAPermutation) {
+  expect_shape_error(
+      [](Graph& g) {
+        int a = g.add_input("a", {3, 4});
+        g.set_output(g.add("transpose", {a}, {{"perm", {0, 1, 1}}}));
+      },
+      {Tensor::zeros({2, 3, 4})}, {"transpose", "permutation"});
+}
+
+TEST(ShapeErrors, ClipMinAboveMax) {
+  expect_shape_error(
+      [](Graph& g) {
+        int a = g.add_input("a", {3});
+        g.set_output(g.add("clip", {a}, {{"min", 1.0}, {"max", -1.0}}));
+      },
+      {Tensor::zeros({2, 3})}, {"clip", "min must be <= max"});
 }
 
 TEST(ShapeErrors, BatchNormStatsShape) {

@@ -3,6 +3,9 @@
 //   IDX images (.gz or plain; u8 pixels, normalized as in training)
 //   CSV with the training feature columns by name (extra columns are ignored)
 //   raw little-endian float32 (.f32/.bin), already preprocessed, N x sample
+// A model imported from ONNX records no input preprocessing, so it takes raw
+// float32 input only; its outputs print as they are unless it was imported
+// with --task classification.
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -113,6 +116,9 @@ void run_predict(const PredictOptions& o) {
   LoadedModel m = load_model(o.model);
   const Shape sample = m.info.value("sample_shape", m.graph.input_sample_shape(m.graph.inputs()[0]));
   const std::string format = o.format == "auto" ? detect_format(o.input) : o.format;
+  const bool imported = m.info.value("source", json::object()).value("format", std::string()) == "onnx";
+  check(!imported || format == "raw", o.input + ": this model was imported from ONNX and records no input "
+                                                "preprocessing; give raw float32 input (.f32), already preprocessed");
   Tensor x = format == "csv" ? rows_from_csv(o.input, m.info)
              : format == "raw" ? rows_from_raw(o.input, sample)
                                : images_from_idx(o.input, sample);
@@ -129,7 +135,7 @@ void run_predict(const PredictOptions& o) {
     const int64_t n = std::min(o.batch_size, x.dim(0) - start);
     const Tensor batch = x.slice0(start, start + n);
     const Tensor& out = plan.run(batch);
-    const int64_t width = out.dim(1);
+    const int64_t width = out.numel() / n;  // every output value of a sample, whatever the output's rank
     for (int64_t r = 0; r < n; ++r) {
       std::vector<float> row(out.data<float>() + r * width, out.data<float>() + (r + 1) * width);
       json jr = {{"index", start + r}};

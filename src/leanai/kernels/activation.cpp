@@ -1,7 +1,12 @@
-// Elementwise activations: relu, leaky_relu, gelu (exact, erf form), sigmoid, tanh.
+// Elementwise activations: relu, leaky_relu, gelu (exact, erf form), sigmoid,
+// tanh, clip (attributes min and max, each optional: absent = unbounded; the
+// gradient passes where min <= x <= max, as torch.clamp's does).
 // Memory-bound loops; OpenMP splits them only when large enough to pay off.
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
+#include "leanai/core/error.h"
 #include "leanai/core/parallel.h"
 #include "leanai/graph/op.h"
 
@@ -70,6 +75,19 @@ struct Tanh {
   float grad(float, float y, float g) const { return g * (1.0f - y * y); }
 };
 
+struct Clip {
+  float lo, hi;
+  float fwd(float x) const { return std::min(std::max(x, lo), hi); }
+  float grad(float x, float, float g) const { return x >= lo && x <= hi ? g : 0.0f; }
+};
+
+Clip make_clip(const Node& n) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const double lo = attr_float(n, "min", -inf), hi = attr_float(n, "max", inf);
+  check(!std::isnan(lo) && !std::isnan(hi) && lo <= hi, "clip: min must be <= max");
+  return {static_cast<float>(lo), static_cast<float>(hi)};
+}
+
 template <typename F>
 OpInfo unary(const std::string& name, F f) {
   return {name, 1, 1, [](int) { return true; }, [f](const Node&) { return std::make_unique<UnaryKernel<F>>(f); }};
@@ -85,6 +103,8 @@ void register_activation_ops() {
   register_op({"leaky_relu", 1, 1, [](int) { return true; }, [](const Node& n) {
                  return std::make_unique<UnaryKernel<LeakyRelu>>(LeakyRelu{static_cast<float>(attr_float(n, "alpha", 0.01))});
                }});
+  register_op({"clip", 1, 1, [](int) { return true; },
+               [](const Node& n) { return std::make_unique<UnaryKernel<Clip>>(make_clip(n)); }});
 }
 
 }  // namespace leanai

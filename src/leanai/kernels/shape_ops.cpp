@@ -1,4 +1,4 @@
-// Ops that move data without arithmetic: flatten, reshape, concat.
+// Ops that move data without arithmetic: flatten, reshape, concat, transpose.
 #include <cstring>
 
 #include "leanai/core/error.h"
@@ -121,11 +121,71 @@ class ConcatKernel : public OpKernel {
   std::vector<int64_t> widths_;
 };
 
+// Permutes the axes: output axis i is input axis perm[i] (attribute "perm",
+// covering every axis, the batch axis included, as ONNX's Transpose). The
+// backward pass applies the inverse permutation to the gradient.
+class TransposeKernel : public OpKernel {
+ public:
+  explicit TransposeKernel(const Node& n) : perm_(attr_ints(n, "perm", {})) {
+    check(!perm_.empty(), "transpose needs a 'perm' attribute, e.g. [0, 2, 1]");
+    std::vector<bool> seen(perm_.size(), false);
+    for (int64_t p : perm_) {
+      check(p >= 0 && p < static_cast<int64_t>(perm_.size()) && !seen[p],
+            "transpose: 'perm' must be a permutation of 0.." + std::to_string(perm_.size() - 1) + ", got " + shape_str(perm_));
+      seen[p] = true;
+    }
+  }
+  Shape prepare(const std::vector<Shape>& in, bool) override {
+    check(in[0].size() == perm_.size(), "transpose: 'perm' " + shape_str(perm_) + " does not match the input's rank " +
+                                            std::to_string(in[0].size()) + " (input " + shape_str(in[0]) + ")");
+    in_shape_ = in[0];
+    out_shape_.assign(perm_.size(), 0);
+    for (size_t i = 0; i < perm_.size(); ++i) out_shape_[i] = in[0][perm_[i]];
+    return out_shape_;
+  }
+  void forward(const Inputs& in, Tensor& y, RunContext&) override {
+    permute(in[0]->data<float>(), in_shape_, perm_, y.data<float>());
+  }
+  void backward(const Inputs&, const Tensor&, const Tensor& dy, const InputGrads& din, RunContext&) override {
+    if (!din[0]) return;
+    Shape inverse(perm_.size());
+    for (size_t i = 0; i < perm_.size(); ++i) inverse[perm_[i]] = static_cast<int64_t>(i);
+    permute(dy.data<float>(), out_shape_, inverse, din[0]->data<float>());
+  }
+
+ private:
+  // dst[j0, .., jr] = src[i] where i[perm[k]] = j[k]: walks dst in order and
+  // steps src by the stride of the input axis each output axis reads.
+  static void permute(const float* src, const Shape& src_shape, const Shape& perm, float* dst) {
+    const size_t rank = perm.size();
+    const Shape src_strides = contiguous_strides(src_shape);
+    Shape dims(rank), steps(rank), idx(rank, 0);
+    for (size_t k = 0; k < rank; ++k) {
+      dims[k] = src_shape[perm[k]];
+      steps[k] = src_strides[perm[k]];
+    }
+    const int64_t n = shape_numel(src_shape);
+    int64_t off = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      dst[j] = src[off];
+      for (int k = static_cast<int>(rank) - 1; k >= 0; --k) {
+        off += steps[k];
+        if (++idx[k] < dims[k]) break;
+        off -= steps[k] * dims[k];
+        idx[k] = 0;
+      }
+    }
+  }
+
+  Shape perm_, in_shape_, out_shape_;
+};
+
 }  // namespace
 
 void register_shape_ops() {
   register_op({"flatten", 1, 1, [](int) { return true; }, [](const Node& n) { return std::make_unique<FlattenKernel>(n); }});
   register_op({"reshape", 1, 1, [](int) { return true; }, [](const Node& n) { return std::make_unique<ReshapeKernel>(n); }});
+  register_op({"transpose", 1, 1, [](int) { return true; }, [](const Node& n) { return std::make_unique<TransposeKernel>(n); }});
   register_op({"concat", 1, 64, [](int) { return true; }, [](const Node& n) { return std::make_unique<ConcatKernel>(n); }});
 }
 

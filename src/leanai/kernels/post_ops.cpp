@@ -118,10 +118,13 @@ int count_add_post_ops(const std::vector<PostOp>& ops) {
 
 std::unique_ptr<OpKernel> with_post_ops(const Node& node, std::unique_ptr<OpKernel> base, int base_max_inputs) {
   std::vector<PostOp> ops = parse_post_ops(node);
-  const int base_inputs = static_cast<int>(node.inputs.size()) - count_add_post_ops(ops);
-  check(base_inputs >= 1 && base_inputs <= base_max_inputs,
-        node.op + ": " + std::to_string(node.inputs.size()) + " inputs do not fit " +
-            std::to_string(count_add_post_ops(ops)) + " fused add(s)");
+  // A node built only to size shapes has no inputs yet; prepare() checks those.
+  if (!node.inputs.empty()) {
+    const int base_inputs = static_cast<int>(node.inputs.size()) - count_add_post_ops(ops);
+    check(base_inputs >= 1 && base_inputs <= base_max_inputs,
+          node.op + ": " + std::to_string(node.inputs.size()) + " inputs do not fit " +
+              std::to_string(count_add_post_ops(ops)) + " fused add(s)");
+  }
   if (ops.empty()) return base;
   return std::make_unique<PostOpsKernel>(node, std::move(base), std::move(ops));
 }

@@ -97,6 +97,37 @@ GemmTypes gemm_types(const std::string& precision) {
   throw Error("unknown GEMM precision '" + precision + "' (fp32, bf16 or int8)");
 }
 
+// Element (i, k) of a plain matrix of any of the GEMM types, as double.
+double element(const dnnl::memory& m, dt type, int64_t index) {
+  const void* p = m.get_data_handle();
+  switch (type) {
+    case dt::f32: return static_cast<const float*>(p)[index];
+    case dt::bf16: return bf16_to_f32(static_cast<const uint16_t*>(p)[index]);
+    case dt::u8: return static_cast<const uint8_t*>(p)[index];
+    case dt::s8: return static_cast<const int8_t*>(p)[index];
+    case dt::s32: return static_cast<const int32_t*>(p)[index];
+    default: return 0;
+  }
+}
+
+// The GEMM really computed C = A.B: a few entries against a double-precision dot product.
+void check_gemm_result(const dnnl::memory& a, const dnnl::memory& b, const dnnl::memory& c, const GemmTypes& t,
+                       int64_t n) {
+  for (int64_t i : {int64_t{0}, n / 2, n - 1}) {
+    const int64_t j = (i * 7 + 3) % n;
+    double ref = 0, magnitude = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const double prod = element(a, t.src, i * n + k) * element(b, t.wei, k * n + j);
+      ref += prod;
+      magnitude += std::fabs(prod);
+    }
+    const double got = element(c, t.dst, i * n + j);
+    if (!(std::fabs(got - ref) <= 1e-4 * magnitude + 1e-6))
+      throw Error("oneDNN matmul gave a wrong result in the microbenchmark (C[" + std::to_string(i) + "," +
+                  std::to_string(j) + "] = " + std::to_string(got) + ", expected " + std::to_string(ref) + ")");
+  }
+}
+
 }  // namespace
 
 double median_of(std::vector<double> v) {
@@ -140,6 +171,7 @@ Throughput measure_gemm(const std::string& precision, int64_t size, int threads,
     prim.execute(strm, args);
     strm.wait();
   });
+  check_gemm_result(src, wei_user, dst, types, size);
   const double ops = 2.0 * static_cast<double>(size) * static_cast<double>(size) * static_cast<double>(size);
   return summarize(times, ops / 1e9, num_threads());
 }

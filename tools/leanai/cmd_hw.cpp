@@ -1,5 +1,6 @@
 // leanai hw: probe this machine (ISA features, cores, caches, memory), measure
 // its peaks, print a summary and write the hardware profile and report.
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 
@@ -7,6 +8,7 @@
 #include "commands.h"
 #include "leanai/hw/hardware_profile.h"
 #include "leanai/hw/hardware_report.h"
+#include "progress.h"
 
 namespace leanai::cli {
 namespace {
@@ -19,7 +21,13 @@ struct HwOptions {
 };
 
 void run_hw(const HwOptions& o) {
-  const HardwareProfile p = probe_hardware(!o.no_measure, o.full);
+  Progress progress(Progress::detect(o.json));
+  const auto start = std::chrono::steady_clock::now();
+  const HardwareProfile p = probe_hardware(!o.no_measure, o.full, [&](int done, int total, const std::string& step) {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    progress.update("measuring", done, total, step, elapsed);
+  });
+  progress.finish();
   if (!o.out.empty()) write_hardware_reports(p, o.out);
   if (o.json) return print_json(p.to_json());
   std::printf("%s", hardware_summary_text(p).c_str());

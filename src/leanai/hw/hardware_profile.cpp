@@ -264,7 +264,7 @@ HardwareProfile HardwareProfile::from_json(const json& j) {
   return p;
 }
 
-HardwareProfile probe_hardware(bool measure, bool full) {
+HardwareProfile probe_hardware(bool measure, bool full, const MeasureProgress& progress) {
   HardwareProfile p;
   p.leanai_version = version();
   p.timestamp = utc_timestamp();
@@ -285,7 +285,8 @@ HardwareProfile probe_hardware(bool measure, bool full) {
   p.topology = probe_topology();
   p.topology.notes.insert(p.topology.notes.begin(), early_notes.begin(), early_notes.end());
   if (measure)
-    p.measured = measure_peaks(full ? MicrobenchConfig::full() : MicrobenchConfig::quick(), p.features, p.topology);
+    p.measured = measure_peaks(full ? MicrobenchConfig::full() : MicrobenchConfig::quick(), p.features, p.topology,
+                                progress);
   return p;
 }
 

@@ -54,8 +54,8 @@ struct HardwareProfile {
 };
 
 // Probes this machine; `measure` runs the microbenchmarks (quick, or `full`
-// with more repetitions).
-HardwareProfile probe_hardware(bool measure, bool full);
+// with more repetitions), reporting each step to `progress` when given.
+HardwareProfile probe_hardware(bool measure, bool full, const MeasureProgress& progress = {});
 
 // Reads a profile written by write_hardware_reports / save_hardware_profile;
 // throws one-line Error for a missing, non-JSON, malformed or other-version file.

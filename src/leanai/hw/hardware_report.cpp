@@ -1,5 +1,6 @@
 #include "leanai/hw/hardware_report.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -91,15 +92,16 @@ std::vector<std::string> hardware_implications(const HardwareProfile& p) {
                               "work doing fewer FLOPs per byte, like batch-1 fp32 linear layers (0.5 FLOP/byte), "
                               "is memory-bound, so smaller weights (int8, int4) speed it up",
                               balance));
-  int64_t llc = 0;
   int llc_level = 0;
-  for (const CacheLevel& c : t.caches)
-    if (c.level > llc_level) llc_level = c.level;
-  for (const CacheLevel& c : t.caches)
-    if (c.level == llc_level) llc += c.size_bytes * std::max(c.instances, 1);
-  if (llc > 0)
-    out.push_back(fmt::format("weights up to about {} (the L{} cache{}) can stay cache-resident between requests",
-                              bytes_str(llc), llc_level, llc_level > 0 && t.caches.back().instances > 1 ? "s" : ""));
+  for (const CacheLevel& c : t.caches) llc_level = std::max(llc_level, c.level);
+  for (const CacheLevel& c : t.caches) {
+    if (c.level != llc_level || c.size_bytes <= 0) continue;
+    const int n = std::max(c.instances, 1);
+    out.push_back(fmt::format("weights up to about {} ({}the L{} cache{}) can stay cache-resident between requests",
+                              bytes_str(c.size_bytes * n), n > 1 ? fmt::format("{} x ", n) : "", llc_level,
+                              n > 1 ? "s" : ""));
+    break;
+  }
   if (!p.cpuinfo_mismatches.empty()) {
     std::string list;
     for (const std::string& m : p.cpuinfo_mismatches) list += (list.empty() ? "" : ", ") + m;

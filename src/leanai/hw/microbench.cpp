@@ -203,8 +203,14 @@ Throughput measure_triad_bandwidth(int64_t array_bytes, int threads, const Micro
   return summarize(times, 3.0 * static_cast<double>(n) * sizeof(double) / 1e9, num_threads());
 }
 
-MeasuredPeaks measure_peaks(const MicrobenchConfig& cfg, const CpuFeatures& f, const CpuTopology& topo) {
+MeasuredPeaks measure_peaks(const MicrobenchConfig& cfg, const CpuFeatures& f, const CpuTopology& topo,
+                            const MeasureProgress& progress) {
   MeasuredPeaks p;
+  constexpr int kSteps = 8;
+  int step = 0;
+  auto report = [&](const std::string& what) {
+    if (progress) progress(step, kSteps, what);
+  };
   p.mode = cfg.mode;
   const auto start = Clock::now();
   int all = 0;
@@ -218,13 +224,23 @@ MeasuredPeaks measure_peaks(const MicrobenchConfig& cfg, const CpuFeatures& f, c
     GemmPeak g;
     g.precision = precision;
     g.unit = unit;
+    const int step_after = step + 2;
+    struct AdvanceStep {  // skipped or failed measurements still count as done
+      int& step;
+      int after;
+      ~AdvanceStep() { step = after; }
+    } advance{step, step_after};
     if (!supported) {
       g.reason = why_not;
       return g;
     }
     try {
+      report(precision + " GEMM, 1 thread");
       g.one_thread = measure_gemm(precision, cfg.gemm_size, 1, cfg, &g.kernel);
+      ++step;
+      report(precision + " GEMM, " + std::to_string(all) + " threads");
       g.all_threads = measure_gemm(precision, all_size, 0, cfg);
+      ++step;
       g.size_one_thread = cfg.gemm_size;
       g.size_all_threads = all_size;
       g.available = true;
@@ -253,12 +269,17 @@ MeasuredPeaks measure_peaks(const MicrobenchConfig& cfg, const CpuFeatures& f, c
   if (topo.total_memory_bytes > 0) array_bytes = std::min(array_bytes, topo.total_memory_bytes / 48);
   p.memory.array_bytes = array_bytes;
   try {
+    report("memory bandwidth, 1 thread");
     p.memory.one_thread = measure_triad_bandwidth(array_bytes, 1, cfg);
+    ++step;
+    report("memory bandwidth, " + std::to_string(all) + " threads");
     p.memory.all_threads = measure_triad_bandwidth(array_bytes, 0, cfg);
     p.memory.available = true;
   } catch (const std::bad_alloc&) {
     p.memory.reason = "could not allocate 3 x " + std::to_string(array_bytes >> 20) + " MiB for the triad";
   }
+  step = kSteps;
+  report("done");
   p.seconds = seconds_since(start);
   return p;
 }

@@ -8,6 +8,7 @@
 //   p.fp32.all_threads.median   // GFLOP/s
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -60,9 +61,13 @@ struct MicrobenchConfig {
   static MicrobenchConfig full() { return {"full", 5, 31, 4.0, 1024}; }
 };
 
+// Called before each measurement (done of total, e.g. "int8 GEMM, 2 threads") and once at the end.
+using MeasureProgress = std::function<void(int done, int total, const std::string& step)>;
+
 // Runs every measurement; restores the thread count it found. bf16 is measured
 // only when the CPU has native bf16 (AVX512_BF16 or AMX-BF16).
-MeasuredPeaks measure_peaks(const MicrobenchConfig& cfg, const CpuFeatures& features, const CpuTopology& topology);
+MeasuredPeaks measure_peaks(const MicrobenchConfig& cfg, const CpuFeatures& features, const CpuTopology& topology,
+                            const MeasureProgress& progress = {});
 
 // The single measurements, `threads` <= 0 meaning all.
 Throughput measure_gemm(const std::string& precision, int64_t size, int threads, const MicrobenchConfig& cfg,

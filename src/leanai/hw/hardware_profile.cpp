@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 
@@ -47,9 +48,9 @@ class Field {
   }
   int64_t integer(int64_t lo = 0, int64_t hi = std::numeric_limits<int64_t>::max()) const {
     if (!j_.is_number_integer()) fail("must be an integer");
-    const int64_t v = j_.is_number_unsigned() && j_.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())
-                          ? hi + 1 : j_.get<int64_t>();
-    if (v < lo || v > hi) fail("must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    const bool huge = j_.is_number_unsigned() && j_.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max());
+    const int64_t v = huge ? 0 : j_.get<int64_t>();
+    if (huge || v < lo || v > hi) fail("must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     return v;
   }
   int small_int(int lo = 0, int hi = 1 << 20) const { return static_cast<int>(integer(lo, hi)); }
@@ -135,12 +136,10 @@ std::string utc_timestamp() {
   return buf;
 }
 
-}  // namespace
-
-namespace {
 double all_threads_median(const std::optional<MeasuredPeaks>& m, const GemmPeak MeasuredPeaks::*which) {
   return m && (*m.*which).available ? (*m.*which).all_threads.median : 0.0;
 }
+
 }  // namespace
 
 double HardwareProfile::fp32_peak_gflops() const { return all_threads_median(measured, &MeasuredPeaks::fp32); }
@@ -292,8 +291,10 @@ HardwareProfile probe_hardware(bool measure, bool full, const MeasureProgress& p
 
 HardwareProfile load_hardware_profile(const std::string& path) {
   const std::string hint = "; re-run 'leanai hw --out DIR' to write a fresh profile";
+  std::error_code ec;
+  check(std::filesystem::is_regular_file(path, ec), "cannot open hardware profile '" + path + "': no such file" + hint);
   std::ifstream in(path, std::ios::binary);
-  check(static_cast<bool>(in), "cannot open hardware profile '" + path + "': no such file or not readable" + hint);
+  check(static_cast<bool>(in), "cannot open hardware profile '" + path + "': not readable" + hint);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   json j;
   try {

@@ -410,6 +410,7 @@ TEST(Microbench, QuickMeasurementIsPositiveAndFinite) {
   const leanai::MeasuredPeaks& m = *p.measured;
   EXPECT_EQ(m.mode, "quick");
   EXPECT_GT(m.seconds, 0);
+  EXPECT_GE(m.load_average, 0);  // /proc/loadavg is read
   const int all = omp_get_num_procs();
   for (const leanai::GemmPeak* g : {&m.fp32, &m.int8}) {
     ASSERT_TRUE(g->available) << g->precision << ": " << g->reason;
@@ -517,6 +518,7 @@ TEST(HardwareProfile, CorruptFilesGiveClearErrors) {
        "'measured.gemm.fp32.one_thread' has no positive median"},
       {with([](json& j) { j["measured"]["gemm"]["int8"]["precision"] = "fp32"; }), "must be \"int8\""},
       {with([](json& j) { j["measured"]["mode"] = 7; }), "'measured.mode' must be a string"},
+      {with([](json& j) { j["measured"]["load_average"] = -3; }), "'measured.load_average' must be a finite number"},
   };
   for (const Case& c : cases) {
     const std::string err = load_error(dir, c.text);
@@ -568,6 +570,13 @@ TEST(HardwareReport, SaysWhatTheFeaturesMean) {
   EXPECT_TRUE(has_line(amx, "int8 runs on AMX-INT8"));
   EXPECT_TRUE(has_line(amx, "bf16 native on AMX-BF16"));
   EXPECT_FALSE(has_line(amx, "no AMX"));
+
+  leanai::HardwareProfile busy = small_profile();
+  busy.measured->load_average = 2.0 * busy.topology.affinity_cpus;
+  EXPECT_TRUE(has_line(leanai::hardware_implications(busy), "the load average was"));
+  EXPECT_NE(leanai::hardware_summary_text(busy).find("busy machine"), std::string::npos);
+  busy.measured->load_average = 0.0;
+  EXPECT_FALSE(has_line(leanai::hardware_implications(busy), "the load average was"));
 
   leanai::HardwareProfile mismatch = profile_with({"avx2"});
   mismatch.cpuinfo_mismatches = {"avx2 (cpuid: yes, cpuinfo: no)"};

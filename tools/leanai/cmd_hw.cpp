@@ -43,7 +43,7 @@ void add_hw_command(CLI::App& app) {
   auto opt = std::make_shared<HwOptions>();
   CLI::App* cmd = app.add_subcommand("hw", "Probe this machine's CPU features, cores, caches and measured peaks");
   CLI::Option* no_measure = cmd->add_flag("--no-measure", opt->no_measure, "only detect; skip the microbenchmarks");
-  cmd->add_flag("--full", opt->full, "measure with more repetitions (tens of seconds)")->excludes(no_measure);
+  cmd->add_flag("--full", opt->full, "measure with more repetitions, for steadier medians")->excludes(no_measure);
   cmd->add_option("--out", opt->out, "write DIR/hardware.json (the profile tools read) and DIR/hardware.md");
   cmd->add_flag("--json", opt->json, "print the profile as one JSON object");
   cmd->callback([opt] { run_hw(*opt); });

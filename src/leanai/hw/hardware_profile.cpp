@@ -60,6 +60,12 @@ class Field {
     if (!std::isfinite(v) || v < 0) fail("must be a finite number >= 0");
     return v;
   }
+  double number_or_unknown() const {  // a number() or -1 for "unknown"
+    if (j_.is_number() && j_.get<double>() == -1.0) return -1.0;
+    if (!j_.is_number() || !std::isfinite(j_.get<double>()) || j_.get<double>() < 0)
+      fail("must be a finite number >= 0, or -1 for unknown");
+    return j_.get<double>();
+  }
   std::vector<std::string> strings() const {
     std::vector<std::string> out;
     for (size_t i = 0; i < array_size(); ++i) out.push_back(at(i).string());
@@ -170,6 +176,7 @@ json HardwareProfile::to_json() const {
     const MeasuredPeaks& m = *measured;
     meas = {{"mode", m.mode},
             {"seconds", m.seconds},
+            {"load_average", m.load_average},
             {"gemm", {{"fp32", gemm_json(m.fp32)}, {"bf16", gemm_json(m.bf16)}, {"int8", gemm_json(m.int8)}}},
             {"memory_bandwidth",
              {{"unit", "GB/s"}, {"method", "STREAM triad, 24 bytes per element"}, {"available", m.memory.available},
@@ -244,6 +251,7 @@ HardwareProfile HardwareProfile::from_json(const json& j) {
     if (m.mode != "quick" && m.mode != "full")
       throw Error("field 'measured.mode' must be \"quick\" or \"full\" (got \"" + m.mode + "\")");
     m.seconds = meas["seconds"].number();
+    m.load_average = meas["load_average"].number_or_unknown();
     const Field gemm = meas["gemm"];
     m.fp32 = gemm_from(gemm["fp32"], "fp32");
     m.bf16 = gemm_from(gemm["bf16"], "bf16");

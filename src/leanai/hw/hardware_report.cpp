@@ -102,6 +102,10 @@ std::vector<std::string> hardware_implications(const HardwareProfile& p) {
                               n > 1 ? "s" : ""));
     break;
   }
+  if (p.measured && p.measured->load_average >= 0.5 * std::max(t.affinity_cpus, 1))
+    out.push_back(fmt::format("the load average was {:.1f} on {} CPUs before measuring: other work competed for the "
+                              "cores, so the measured peaks (above all the all-threads ones) are likely low",
+                              p.measured->load_average, std::max(t.affinity_cpus, 1)));
   if (!p.cpuinfo_mismatches.empty()) {
     std::string list;
     for (const std::string& m : p.cpuinfo_mismatches) list += (list.empty() ? "" : ", ") + m;
@@ -227,14 +231,19 @@ std::string hardware_summary_text(const HardwareProfile& p) {
                        m.memory.all_threads.median, m.memory.all_threads.threads);
     else
       s += "memory   not measured: " + m.memory.reason + "\n";
-    s += fmt::format("measured in {:.1f} s ({} mode)\n", m.seconds, m.mode);
+    s += fmt::format("measured in {:.1f} s ({} mode){}\n", m.seconds, m.mode,
+                     m.load_average >= 0 ? fmt::format(", load average {:.1f} before", m.load_average) : "");
   }
   std::string brief;
   for (const std::string& line : hardware_implications(p)) {
     if (line.rfind("int8 ", 0) == 0 || line.rfind("bf16 ", 0) == 0 || line.rfind("no native bf16", 0) == 0 ||
-        line == "no AMX" || line.rfind("AMX ", 0) == 0 || line.rfind("warning", 0) == 0) {
+        line == "no AMX" || line.rfind("AMX ", 0) == 0 || line.rfind("warning", 0) == 0 ||
+        line.rfind("the load average", 0) == 0) {
       const size_t cut = line.find(" (");
-      brief += (brief.empty() ? "" : "; ") + (line.rfind("warning", 0) == 0 ? line : line.substr(0, cut));
+      const bool whole = line.rfind("warning", 0) == 0;
+      brief += (brief.empty() ? "" : "; ") +
+               (whole ? line : line.rfind("the load average", 0) == 0 ? std::string("busy machine, peaks likely low")
+                                                                      : line.substr(0, cut));
     }
   }
   s += "means    " + brief + "\n";

@@ -47,6 +47,7 @@ struct BandwidthPeak {
 struct MeasuredPeaks {
   std::string mode;  // "quick" or "full"
   double seconds = 0;  // wall time of all measurements
+  double load_average = -1;  // 1-minute load average before measuring (/proc/loadavg); -1 if unknown
   GemmPeak fp32, bf16, int8;
   BandwidthPeak memory;
 };

@@ -44,9 +44,10 @@ log(f"exporting {MODELS} from PyTorch ({EPOCHS} epoch(s) of training first)")
 exported = {j["model"]: j for j in run(["/usr/bin/python3", os.path.join(HERE, "export_onnx.py"), EPOCHS])}
 
 results = {"rounds": ROUNDS, "seconds": float(SECONDS), "models": {}}
-hw = run([LEANAI, "hw", "--json"])[0]
+hw = run([LEANAI, "hw", "--full", "--json"])[0]
 results["hardware"] = hw
-peak = {1: hw["measured"]["fp32_gflops_1thread"], 2: hw["measured"]["fp32_gflops_all_threads"]}
+fp32 = hw["measured"]["gemm"]["fp32"]
+peak = {1: fp32["one_thread"]["median"], fp32["all_threads"]["threads"]: fp32["all_threads"]["median"]}
 log(f"measured fp32 peak: {peak[1]:.0f} GFLOP/s on 1 thread, {peak[2]:.0f} on all")
 
 for m in MODELS:

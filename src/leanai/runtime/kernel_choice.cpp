@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -66,23 +67,30 @@ int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& ca
   if (const char* tune = std::getenv("LEANAI_TUNE"); tune && std::string(tune) == "0") measure = false;
   const std::string full_key = cpu_model_name() + " | threads " + std::to_string(num_threads()) + " | " + key;
   const std::string path = kernel_cache_path();
-  std::lock_guard<std::mutex> lock(cache_mutex);
-  json cache = path.empty() ? json::object() : load_cache(path);
-  if (cache.contains(full_key) && cache[full_key].is_string()) {
-    for (size_t i = 0; i < candidates.size(); ++i)
-      if (candidates[i].name == cache[full_key].get<std::string>()) return static_cast<int>(i);
+  {
+    // Not held while measuring: a candidate may compile plans that choose kernels themselves.
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    json cache = path.empty() ? json::object() : load_cache(path);
+    if (cache.contains(full_key) && cache[full_key].is_string()) {
+      for (size_t i = 0; i < candidates.size(); ++i)
+        if (candidates[i].name == cache[full_key].get<std::string>()) return static_cast<int>(i);
+    }
   }
   if (!measure) return 0;
   int best = 0;
   double best_ms = 0.0;
+  const char* verbose = std::getenv("LEANAI_TUNE_VERBOSE");
   for (size_t i = 0; i < candidates.size(); ++i) {
     const double ms = median_ms(candidates[i].run);
+    if (verbose && *verbose == '1') std::fprintf(stderr, "leanai: tune %s: %s %.4f ms\n", key.c_str(), candidates[i].name.c_str(), ms);
     if (i == 0 || ms < best_ms) {
       best = static_cast<int>(i);
       best_ms = ms;
     }
   }
   if (!path.empty()) {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    json cache = load_cache(path);  // re-read: choices made while this one was measured stay
     cache[full_key] = candidates[best].name;
     try {
       std::filesystem::create_directories(std::filesystem::path(path).parent_path());

@@ -7,6 +7,7 @@
 //   $LEANAI_CACHE_DIR/kernel_choices.json, else $XDG_CACHE_HOME/leanai/...,
 //   else ~/.cache/leanai/... . LEANAI_TUNE=0 turns timing off (first candidate).
 // A missing or unreadable cache is not an error: it is measured again.
+// LEANAI_TUNE_VERBOSE=1 prints every timing to stderr.
 #pragma once
 #include <functional>
 #include <string>

@@ -15,7 +15,9 @@
 // Ops without a oneDNN lowering run through their Executor kernel in plain layout.
 //
 // A plan is specialised per batch size on first use; later runs at that batch
-// size reuse it.
+// size reuse it. A batch of 16 or more may run as chunks through the plan of a
+// smaller batch, when that measures faster (activations then stay in cache
+// between layers); the choice is cached like the kernel choices.
 #pragma once
 #include <map>
 #include <memory>
@@ -33,6 +35,9 @@ struct Instance;
 struct CompileOptions {
   int threads = 0;    // > 0: set the thread count used by every run
   bool tune = true;   // time alternative kernels and keep the faster (cached)
+  // Let 3x3 convolutions use Winograd when it measures faster: outputs then
+  // differ from direct convolution by rounding (~1e-6 relative), not more.
+  bool allow_winograd = true;
 };
 
 struct PlanStep {
@@ -71,11 +76,17 @@ class Plan {
 
  private:
   runtime::Instance& instance_for(int64_t batch);
+  void run_instance(runtime::Instance& inst, const void* input);
+  const Tensor& run_in_chunks(const Tensor& x, int64_t chunk);
+  // The chunk size a batch runs in, measured once per batch size (cached).
+  int64_t chunk_size(int64_t batch);
 
   Graph graph_;
   CompileOptions options_;
   bool profiling_ = false;
   std::map<int64_t, std::unique_ptr<runtime::Instance>> instances_;
+  std::map<int64_t, int64_t> chunks_;
+  std::map<int64_t, Tensor> chunked_outputs_;  // a chunked batch's gathered output
 };
 
 }  // namespace leanai

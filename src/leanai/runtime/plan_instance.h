@@ -84,6 +84,6 @@ struct Instance {
 };
 
 // Builds the steps for `graph` (already through the inference passes) at one batch size.
-std::unique_ptr<Instance> lower_graph(const Graph& graph, int64_t batch, bool tune);
+std::unique_ptr<Instance> lower_graph(const Graph& graph, int64_t batch, bool tune, bool allow_winograd);
 
 }  // namespace leanai::runtime

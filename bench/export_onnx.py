@@ -10,7 +10,7 @@ weights. Writes to OUT (default bench/out/infer):
 
 Usage: export_onnx.py [EPOCHS]   (default 1; 0 = untrained weights)
 """
-import gzip, json, os, sys, time
+import json, os, sys, time
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
@@ -19,31 +19,16 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fmnist  # noqa: E402
 from torch_models import MODELS  # noqa: E402
 
 EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 1
 OUT = os.environ.get("OUT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "infer"))
-D = "/usr/share/datasets/fashion-mnist"
 os.makedirs(OUT, exist_ok=True)
 torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 
-
-def idx(path):
-    with gzip.open(path, "rb") as f:
-        b = f.read()
-    nd = b[3]
-    dims = [int.from_bytes(b[4 + 4 * i:8 + 4 * i], "big") for i in range(nd)]
-    return np.frombuffer(b, dtype=np.uint8, offset=4 + 4 * nd).reshape(dims)
-
-
-def norm(x):
-    return ((torch.from_numpy(x.astype(np.float32)) / 255.0 - 0.2860) / 0.3530).unsqueeze(1)
-
-
-Xtr = norm(idx(f"{D}/train-images-idx3-ubyte.gz"))
-ytr = torch.from_numpy(idx(f"{D}/train-labels-idx1-ubyte.gz").astype(np.int64))
-Xte = norm(idx(f"{D}/t10k-images-idx3-ubyte.gz"))
-yte = idx(f"{D}/t10k-labels-idx1-ubyte.gz")
+Xtr, ytr, Xte, yte = fmnist.load()
+yte = yte.numpy()
 Xte.numpy().astype("<f4").tofile(f"{OUT}/test_x.f32")
 yte.astype(np.uint8).tofile(f"{OUT}/test_y.u8")
 parity = Xte[:16].contiguous()

@@ -10,7 +10,6 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "leanai/core/error.h"
-#include "leanai/core/rng.h"
 #include "leanai/core/threads.h"
 #include "leanai/graph/executor.h"
 #include "leanai/hw/parallel_strategy.h"
@@ -43,18 +42,9 @@ struct Row {
   double gflops;
 };
 
-Tensor random_input(const Graph& g, int64_t batch) {
-  Shape s = g.input_sample_shape(g.inputs()[0]);
-  s.insert(s.begin(), batch);
-  Tensor x = Tensor::empty(s);
-  Rng rng(1);
-  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = rng.normal();
-  return x;
-}
-
 double flops_per_sample(Graph g) {
   Executor ex(g);
-  ex.forward({random_input(g, 1)});
+  ex.forward({random_model_input(g, 1)});
   return ex.flops_per_sample();
 }
 
@@ -67,7 +57,7 @@ Row bench_plan(const BenchOptions& o, int64_t batch, double flops, const TimingS
   Tensor x;
   {
     Graph g = load_model_graph(o.model, o.input_shape, o.classes);
-    x = random_input(g, batch);
+    x = random_model_input(g, batch);
     plan.emplace(g, CompileOptions{o.threads, true});
   }
   LatencyStats s = time_runs([&] { plan->run(x); }, batch, t);
@@ -85,7 +75,7 @@ Row bench_plan(const BenchOptions& o, int64_t batch, double flops, const TimingS
 Row bench_executor(const BenchOptions& o, int64_t batch, double flops, const TimingSettings& t) {
   const int64_t heap0 = heap_bytes_in_use();
   Graph g = load_model_graph(o.model, o.input_shape, o.classes);
-  Tensor x = random_input(g, batch);
+  Tensor x = random_model_input(g, batch);
   Executor ex(g);
   LatencyStats s = time_runs([&] { ex.forward({x}); }, batch, t);
   const double mb = static_cast<double>(heap_bytes_in_use() - heap0 - static_cast<int64_t>(x.nbytes())) / 1048576.0;

@@ -1,7 +1,5 @@
 #include "leanai/hw/parallel_strategy.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -10,22 +8,14 @@
 #include <fmt/format.h>
 
 #include "leanai/core/error.h"
-#include "leanai/core/rng.h"
 #include "leanai/core/threads.h"
 #include "leanai/graph/shape_inference.h"
+#include "leanai/hw/topology.h"
+#include "leanai/runtime/benchmark.h"
 #include "leanai/runtime/plan.h"
 
 namespace leanai {
 namespace {
-
-Tensor random_batch(const Graph& g, int64_t batch) {
-  Shape s = g.input_sample_shape(g.inputs()[0]);
-  s.insert(s.begin(), batch);
-  Tensor x = Tensor::empty(s);
-  Rng rng(3);
-  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = rng.normal();
-  return x;
-}
 
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -47,7 +37,7 @@ ServingConfig measure(const Graph& g, int threads, int streams, int64_t batch, d
       try {
         set_num_threads(threads);  // this thread's OpenMP team
         Plan plan(g, CompileOptions{threads, true});
-        Tensor x = random_batch(g, batch);
+        Tensor x = random_model_input(g, batch, 3);
         for (int i = 0; i < 3; ++i) plan.run(x);
         ready++;
         while (!go) std::this_thread::yield();
@@ -87,11 +77,6 @@ ServingConfig measure(const Graph& g, int threads, int streams, int64_t batch, d
   return c;
 }
 
-int64_t machine_memory_bytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page : int64_t{8} << 30;
-}
-
 std::string gib(int64_t bytes) { return fmt::format("{:.2f} GiB", static_cast<double>(bytes) / (1 << 30)); }
 std::string mib(int64_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20)); }
 
@@ -99,7 +84,7 @@ std::string mib(int64_t bytes) { return fmt::format("{:.1f} MiB", static_cast<do
 
 ServingAdvice advise_serving(const Graph& g, ServingGoal goal, int cores, double seconds, std::vector<int64_t> batches) {
   const int saved_threads = num_threads();
-  if (cores <= 0) cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (cores <= 0) cores = std::max(1, probe_topology().affinity_cpus);  // the CPUs this process may use
   check(seconds > 0, "parallel strategy: the time per configuration must be > 0");
   if (batches.empty()) batches = goal == ServingGoal::latency ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 16, 64, 256};
   ServingAdvice advice;
@@ -130,7 +115,8 @@ ServingAdvice advise_serving(const Graph& g, ServingGoal goal, int cores, double
 
 TrainingAdvice advise_training(const Graph& g, int64_t batch, int64_t worker_memory) {
   check(batch >= 1, "parallel strategy: the batch size must be >= 1");
-  if (worker_memory <= 0) worker_memory = machine_memory_bytes();
+  if (worker_memory <= 0) worker_memory = probe_topology().total_memory_bytes;
+  if (worker_memory <= 0) worker_memory = int64_t{8} << 30;  // not reported: assume a small machine
   TrainingAdvice a;
   for (auto& [name, p] : g.params()) a.parameter_bytes += static_cast<int64_t>(p.value.nbytes());
   // Weights, gradients and Adam's two moments: four copies of the parameters.

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <vector>
 
+#include "leanai/core/rng.h"
+
 namespace leanai {
 
 LatencyStats time_runs(const std::function<void()>& run, int64_t batch, const TimingSettings& s) {
@@ -32,6 +34,15 @@ LatencyStats time_runs(const std::function<void()>& run, int64_t batch, const Ti
   out.p99_ms = pct(0.99);
   out.samples_per_s = static_cast<double>(batch) * 1000.0 / out.mean_ms;
   return out;
+}
+
+Tensor random_model_input(const Graph& g, int64_t batch, uint64_t seed) {
+  Shape s = g.input_sample_shape(g.inputs().at(0));
+  s.insert(s.begin(), batch);
+  Tensor x = Tensor::empty(s);
+  Rng rng(seed);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = rng.normal();
+  return x;
 }
 
 int64_t heap_bytes_in_use() {

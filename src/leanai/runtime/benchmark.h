@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <functional>
 
+#include "leanai/graph/graph.h"
+
 namespace leanai {
 
 struct TimingSettings {
@@ -21,6 +23,9 @@ struct LatencyStats {
 };
 
 LatencyStats time_runs(const std::function<void()>& run, int64_t batch, const TimingSettings& settings);
+
+// A batch of standard-normal inputs for the graph's (single) input.
+Tensor random_model_input(const Graph& graph, int64_t batch, uint64_t seed = 1);
 
 // Bytes the C heap holds now (glibc mallinfo2: arenas plus mmap-ed blocks);
 // the difference across building a runner is the memory that runner holds.

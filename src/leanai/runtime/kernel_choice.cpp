@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "leanai/core/threads.h"
+#include "leanai/hw/cpu_features.h"
 #include "leanai/io/atomic_file.h"
 
 namespace leanai {
@@ -44,17 +45,6 @@ std::mutex cache_mutex;
 
 }  // namespace
 
-std::string cpu_model_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) {
-      auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
-    }
-  return "unknown cpu";
-}
-
 std::string kernel_cache_path() {
   if (const char* dir = std::getenv("LEANAI_CACHE_DIR"); dir && *dir) return std::string(dir) + "/kernel_choices.json";
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::string(xdg) + "/leanai/kernel_choices.json";
@@ -65,7 +55,8 @@ std::string kernel_cache_path() {
 int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& candidates, bool measure) {
   if (candidates.size() <= 1) return 0;
   if (const char* tune = std::getenv("LEANAI_TUNE"); tune && std::string(tune) == "0") measure = false;
-  const std::string full_key = cpu_model_name() + " | threads " + std::to_string(num_threads()) + " | " + key;
+  static const std::string cpu = detect_cpu_features().model_name;
+  const std::string full_key = cpu + " | threads " + std::to_string(num_threads()) + " | " + key;
   const std::string path = kernel_cache_path();
   {
     // Not held while measuring: a candidate may compile plans that choose kernels themselves.

@@ -25,7 +25,5 @@ struct KernelCandidate {
 int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& candidates, bool measure);
 
 std::string kernel_cache_path();
-// The CPU model as /proc/cpuinfo names it ("unknown cpu" when absent).
-std::string cpu_model_name();
 
 }  // namespace leanai

@@ -250,8 +250,14 @@ class Lowering {
     if (winograd_shape && allow_winograd_) try_add("winograd", dnnl::algorithm::convolution_winograd, any_desc(xs), any_desc(y));
     // Layouts flow from the first layer: once some candidate reads the
     // producer's layout as it is, candidates that would need a reorder drop out.
-    if (std::any_of(candidates.begin(), candidates.end(), [&](auto& c) { return c.second.src_desc() == val(x).desc; }))
-      std::erase_if(candidates, [&](auto& c) { return c.second.src_desc() != val(x).desc; });
+    auto keep_if_any = [&](auto&& fits) {
+      if (std::any_of(candidates.begin(), candidates.end(), fits))
+        std::erase_if(candidates, [&](auto& c) { return !fits(c); });
+    };
+    keep_if_any([&](auto& c) { return c.second.src_desc() == val(x).desc; });
+    // A fused residual add writes into the shortcut's buffer: same layout, no copy.
+    if (!fused.add_values.empty())
+      keep_if_any([&](auto& c) { return c.second.dst_desc() == val(fused.add_values[0]).desc; });
     std::vector<KernelCandidate> timed;
     for (auto& [name, cpd] : candidates) {
       std::vector<std::pair<int, md>> descs = {{DNNL_ARG_SRC, cpd.src_desc()}, {DNNL_ARG_WEIGHTS, cpd.weights_desc()},

@@ -5,7 +5,7 @@ and CNN and a ResNet-style net, fp32, batch 1 and 256, 1 and 2 threads.
 
 For each cell: the median over ROUNDS rounds of each tool's median latency
 (tools take turns within a round, so drift hits all alike), leanai's speed as
-a ratio of ONNX Runtime's, and the fraction of this machine's fp32 peak as
+a ratio of ONNX Runtime's (the median of the per-round ratios), and the fraction of this machine's fp32 peak as
 `leanai hw` measures it. Also: output parity against PyTorch (max abs diff),
 test accuracy through leanai's import, and leanai's before/after-optimization
 table (latency, throughput, memory).
@@ -98,8 +98,8 @@ for rnd in range(ROUNDS):
             compare.setdefault((m, j["batch"], j["runner"]), []).append(j)
     log(f"round {rnd + 1}/{ROUNDS} done")
 
-md = ["| model | batch | threads | leanai ms | ONNX Runtime ms | PyTorch ms | leanai speed / ORT | leanai % of fp32 peak |",
-      "|---|---|---|---|---|---|---|---|"]
+md = ["| model | batch | threads | leanai ms | ONNX Runtime ms | PyTorch ms | leanai speed / ORT | leanai speed / PyTorch | leanai % of fp32 peak |",
+      "|---|---|---|---|---|---|---|---|---|"]
 table = []
 for m in MODELS:
     flops = results["models"][m]["flops_per_sample"]
@@ -107,13 +107,16 @@ for m in MODELS:
         for threads in (1, 2):
             med = {t: statistics.median(cells[(m, threads, batch, t)]) for t in ("leanai", "onnxruntime", "pytorch")}
             gflops = flops * batch / (med["leanai"] / 1e3) / 1e9
+            # Speed ratios per round (the tools ran back to back, so drift cancels), then the median.
+            per_round = lambda t: statistics.median(
+                a / b for a, b in zip(cells[(m, threads, batch, t)], cells[(m, threads, batch, "leanai")]))
             row = {"model": m, "batch": batch, "threads": threads, **{f"{t}_ms": v for t, v in med.items()},
-                   "speed_vs_ort": med["onnxruntime"] / med["leanai"], "speed_vs_torch": med["pytorch"] / med["leanai"],
+                   "speed_vs_ort": per_round("onnxruntime"), "speed_vs_torch": per_round("pytorch"),
                    "fraction_of_peak": gflops / peak[threads],
                    "rounds": {t: cells[(m, threads, batch, t)] for t in ("leanai", "onnxruntime", "pytorch")}}
             table.append(row)
             md.append(f"| {m} | {batch} | {threads} | {med['leanai']:.4f} | {med['onnxruntime']:.4f} | {med['pytorch']:.4f} "
-                      f"| {row['speed_vs_ort']:.2f}x | {100 * row['fraction_of_peak']:.0f}% |")
+                      f"| {row['speed_vs_ort']:.2f}x | {row['speed_vs_torch']:.1f}x | {100 * row['fraction_of_peak']:.0f}% |")
 results["table"] = table
 
 md += ["", "| model | batch | runner | p50 ms | samples/s | memory MB |", "|---|---|---|---|---|---|"]

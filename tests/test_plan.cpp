@@ -28,11 +28,11 @@ constexpr double kTolerance = 1e-4;
 const TempDir kCacheDir;
 const bool kCacheDirSet = setenv("LEANAI_CACHE_DIR", kCacheDir.path().c_str(), 1) == 0;
 
-double plan_vs_executor(const Graph& g, const Tensor& x) {
+double plan_vs_executor(const Graph& g, const Tensor& x, CompileOptions options = {}) {
   Graph reference = g;
   Executor ex(reference);
   Tensor want = ex.forward({x}).clone();
-  Plan plan(g);
+  Plan plan(g, options);
   const Tensor& got = plan.run(x);
   EXPECT_EQ(got.shape(), want.shape());
   return max_abs_diff(want, got);
@@ -56,6 +56,27 @@ TEST(Plan, MatchesTheExecutorOnThePresets) {
         for (int64_t i = 0; i < p.value.numel(); ++i) p.value.data<float>()[i] = 0.5f + 0.01f * static_cast<float>(i % 50);
     for (int64_t batch : {1, 4}) EXPECT_LT(plan_vs_executor(g, random_tensor({batch, 1, 28, 28}, 7)), kTolerance);
   }
+}
+
+TEST(Plan, SplitsABatchIntoChunksAndWorkersWithoutChangingOutputs) {
+  Tensor x = random_tensor({10, 3, 12, 12}, 3);  // chunks of 4, 4 and a tail of 2
+  for (int workers : {1, 2}) {
+    CompileOptions o;
+    o.chunk = 4;
+    o.workers = workers;
+    SCOPED_TRACE(workers);
+    EXPECT_LT(plan_vs_executor(residual_net(), x, o), kTolerance);
+  }
+  CompileOptions o;
+  o.chunk = 4;
+  o.workers = 2;
+  Plan plan(residual_net(), o);
+  plan.run(x);
+  const int64_t buffers = Buffer::created();
+  plan.run(x);
+  EXPECT_EQ(Buffer::created(), buffers);
+  const PlanMemory m = plan.memory(10);
+  EXPECT_GT(m.arena_bytes, 0);
 }
 
 TEST(Plan, KeepsBlockedLayoutsBetweenFusedOps) {

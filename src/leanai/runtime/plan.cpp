@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstring>
 
+#include <omp.h>
+
 #include "leanai/core/error.h"
 #include "leanai/core/threads.h"
 #include "leanai/graph/passes/optimize_for_inference.h"
@@ -22,11 +24,12 @@ Plan::Plan(const Graph& graph, CompileOptions options) : graph_(optimize_for_inf
 
 Plan::~Plan() = default;
 
-runtime::Instance& Plan::instance_for(int64_t batch) {
+runtime::Instance& Plan::instance_for(int64_t batch, int worker) {
   check(batch >= 1, "plan: the batch size must be >= 1");
-  auto it = instances_.find(batch);
+  auto key = std::make_pair(batch, worker);
+  auto it = instances_.find(key);
   if (it != instances_.end()) return *it->second;
-  return *(instances_[batch] = runtime::lower_graph(graph_, batch, options_.tune, options_.allow_winograd));
+  return *(instances_[key] = runtime::lower_graph(graph_, batch, options_.tune, options_.allow_winograd));
 }
 
 const Tensor& Plan::run(const Tensor& x) {
@@ -38,7 +41,7 @@ const Tensor& Plan::run(const Tensor& x) {
         "input has shape " + (x.defined() ? shape_str(x.shape()) : std::string("(none)")) + ", the model expects [N, " +
             shape_str(sample).substr(1) + " (f32)");
   if (options_.threads > 0 && num_threads() != options_.threads) set_num_threads(options_.threads);
-  return run_in_chunks(x, chunk_size(x.dim(0)));
+  return run_split(x, split_for(x.dim(0)));
 }
 
 void Plan::run_instance(runtime::Instance& inst, const void* input) {
@@ -55,80 +58,111 @@ void Plan::run_instance(runtime::Instance& inst, const void* input) {
   }
 }
 
-// A large batch runs as consecutive chunks through a plan compiled for the
-// chunk size, so each chunk's activations stay in cache from one layer to the
-// next (a batch of 256 CNN activations does not fit in L2; a chunk of 16 does).
-const Tensor& Plan::run_in_chunks(const Tensor& x, int64_t chunk) {
+// A large batch can run as chunks through a plan compiled for the chunk size,
+// so each chunk's activations stay in cache from one layer to the next (256
+// CNN activations do not fit in L2; 16 do), and the chunks can go to
+// `workers` threads at once, each running single-threaded kernels on its own
+// plan: no synchronisation inside a layer. Which split wins is measured.
+const Tensor& Plan::run_split(const Tensor& x, BatchSplit split) {
   const int64_t n = x.dim(0);
-  if (chunk >= n) {
+  if (split.chunk >= n && split.workers == 1) {
     runtime::Instance& inst = instance_for(n);
     run_instance(inst, x.raw());
     return inst.output;
   }
-  const size_t in_bytes = x.nbytes() / static_cast<size_t>(n);
-  Tensor* out = nullptr;
-  for (int64_t start = 0; start < n; start += chunk) {
-    const int64_t len = std::min(chunk, n - start);
-    runtime::Instance& inst = instance_for(len);
-    run_instance(inst, static_cast<const char*>(x.raw()) + start * in_bytes);
-    if (!out) {
-      auto it = chunked_outputs_.find(n);
-      if (it == chunked_outputs_.end()) {
-        Shape s = inst.output.shape();
-        s[0] = n;
-        it = chunked_outputs_.emplace(n, Tensor::empty(s)).first;
-      }
-      out = &it->second;
-    }
-    const size_t out_bytes = inst.output.nbytes() / static_cast<size_t>(len);
-    std::memcpy(static_cast<char*>(out->raw()) + start * out_bytes, inst.output.raw(), len * out_bytes);
+  const int64_t chunk = std::min(split.chunk, n);
+  const int64_t count = (n + chunk - 1) / chunk;
+  const int workers = static_cast<int>(std::min<int64_t>(split.workers, count));
+  // Plans are compiled (and their kernels chosen) here, before any thread runs.
+  for (int w = 0; w < workers; ++w) {
+    instance_for(chunk, w);
+    if (n % chunk) instance_for(n % chunk, w);
   }
-  return *out;
+  auto it = chunked_outputs_.find(n);
+  if (it == chunked_outputs_.end()) {
+    Shape s = instance_for(chunk, 0).output.shape();
+    s[0] = n;
+    it = chunked_outputs_.emplace(n, Tensor::empty(s)).first;
+  }
+  Tensor& out = it->second;
+  const size_t in_bytes = x.nbytes() / static_cast<size_t>(n);
+  const size_t out_bytes = out.nbytes() / static_cast<size_t>(n);
+  auto run_chunk = [&](int64_t c, int worker) {
+    const int64_t start = c * chunk, len = std::min(chunk, n - start);
+    runtime::Instance& inst = *instances_.find({len, worker})->second;
+    run_instance(inst, static_cast<const char*>(x.raw()) + start * in_bytes);
+    std::memcpy(static_cast<char*>(out.raw()) + start * out_bytes, inst.output.raw(), len * out_bytes);
+  };
+  if (workers == 1) {
+    for (int64_t c = 0; c < count; ++c) run_chunk(c, 0);
+  } else {
+    // Kernels called inside this region run on their calling thread only.
+#pragma omp parallel num_threads(workers)
+    {
+      const int w = omp_get_thread_num();
+      for (int64_t c = w; c < count; c += workers) run_chunk(c, w);
+    }
+  }
+  return out;
 }
 
-int64_t Plan::chunk_size(int64_t batch) {
-  auto it = chunks_.find(batch);
-  if (it != chunks_.end()) return it->second;
-  int64_t chosen = batch;
-  std::vector<int64_t> sizes = {batch};
-  for (int64_t c : {8, 16, 32, 64})
-    if (2 * c <= batch) sizes.push_back(c);
-  if (sizes.size() > 1) {
-    Shape s = graph_.input_sample_shape(graph_.inputs()[0]);
-    s.insert(s.begin(), batch);
-    Tensor probe = Tensor::zeros(s);
-    std::vector<KernelCandidate> candidates;
-    for (int64_t c : sizes)
-      candidates.push_back({c == batch ? "whole batch" : "chunks of " + std::to_string(c),
-                            [this, &probe, c] { run_in_chunks(probe, c); }});
-    const std::string fingerprint = std::to_string(std::hash<std::string>{}(graph_.to_json().dump()));
-    chosen = sizes[choose_kernel("plan " + fingerprint + " batch " + std::to_string(batch), candidates, options_.tune)];
+Plan::BatchSplit Plan::split_for(int64_t batch) {
+  auto it = splits_.find(batch);
+  if (it != splits_.end()) return it->second;
+  std::vector<BatchSplit> options;
+  if (options_.chunk > 0 || options_.workers > 0) {
+    options.push_back({options_.chunk > 0 ? options_.chunk : batch, std::max(1, options_.workers)});
+  } else {
+    options.push_back({batch, 1});
+    const int threads = num_threads();
+    for (int64_t c : {8, 16, 32, 64}) {
+      if (2 * c <= batch) options.push_back({c, 1});
+      if (threads > 1 && threads * c <= batch) options.push_back({c, threads});
+    }
+    if (threads > 1 && batch >= 2 * threads) options.push_back({(batch + threads - 1) / threads, threads});
   }
-  chunks_[batch] = chosen;
+  BatchSplit chosen = options[0];
+  if (options.size() > 1) {
+    Tensor probe = zero_input(batch);
+    std::vector<KernelCandidate> candidates;
+    for (const BatchSplit& o : options)
+      candidates.push_back({std::to_string(o.workers) + " worker(s) x chunks of " + std::to_string(o.chunk),
+                            [this, &probe, o] { run_split(probe, o); }});
+    const std::string fingerprint = std::to_string(std::hash<std::string>{}(graph_.to_json().dump()));
+    chosen = options[choose_kernel("plan " + fingerprint + " batch " + std::to_string(batch), candidates, options_.tune)];
+  }
+  splits_[batch] = chosen;
   return chosen;
 }
 
 std::vector<PlanStep> Plan::steps(int64_t batch) {
+  const BatchSplit split = split_for(batch);
   std::vector<PlanStep> out;
-  for (auto& step : instance_for(std::min(batch, chunk_size(batch))).steps) out.push_back(step->info);
+  for (auto& step : instance_for(std::min(batch, split.chunk)).steps) out.push_back(step->info);
   return out;
 }
 
 PlanMemory Plan::memory(int64_t batch) {
-  const int64_t chunk = std::min(batch, chunk_size(batch));
-  PlanMemory m = instance_for(chunk).memory;
-  if (chunk < batch) {
-    if (batch % chunk) {  // the last, shorter chunk has a plan of its own
-      const PlanMemory tail = instance_for(batch % chunk).memory;
-      m.arena_bytes += tail.arena_bytes;
-      m.unshared_bytes += tail.unshared_bytes;
-      m.weight_bytes += tail.weight_bytes;
-      m.scratch_bytes += tail.scratch_bytes;
+  const BatchSplit split = split_for(batch);
+  const int64_t chunk = std::min(batch, split.chunk);
+  if (chunk == batch && split.workers == 1) return instance_for(batch).memory;
+  run_split(zero_input(batch), split);  // compiles every plan the split uses
+  PlanMemory m;
+  for (auto& [key, inst] : instances_)
+    if ((key.first == chunk || key.first == batch % chunk) && key.second < split.workers) {
+      m.arena_bytes += inst->memory.arena_bytes;
+      m.unshared_bytes += inst->memory.unshared_bytes;
+      m.scratch_bytes += inst->memory.scratch_bytes;
+      m.weight_bytes += inst->memory.weight_bytes;
     }
-    // The gathered output of the whole batch.
-    m.arena_bytes += static_cast<int64_t>(instance_for(chunk).output.nbytes()) / chunk * batch;
-  }
+  m.arena_bytes += static_cast<int64_t>(chunked_outputs_.at(batch).nbytes());  // the gathered output
   return m;
+}
+
+Tensor Plan::zero_input(int64_t batch) const {
+  Shape s = graph_.input_sample_shape(graph_.inputs()[0]);
+  s.insert(s.begin(), batch);
+  return Tensor::zeros(s);
 }
 
 void Plan::reset_profile() {

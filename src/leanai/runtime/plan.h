@@ -16,8 +16,10 @@
 //
 // A plan is specialised per batch size on first use; later runs at that batch
 // size reuse it. A batch of 16 or more may run as chunks through the plan of a
-// smaller batch, when that measures faster (activations then stay in cache
-// between layers); the choice is cached like the kernel choices.
+// smaller batch (activations then stay in cache between layers), and the
+// chunks may run on several threads at once, each with single-threaded
+// kernels; whichever split measures fastest is used and cached like the
+// kernel choices.
 #pragma once
 #include <map>
 #include <memory>
@@ -38,6 +40,10 @@ struct CompileOptions {
   // Let 3x3 convolutions use Winograd when it measures faster: outputs then
   // differ from direct convolution by rounding (~1e-6 relative), not more.
   bool allow_winograd = true;
+  // How a large batch runs (see Plan::run): 0 = measured. chunk > 0 runs it as
+  // chunks of that many samples; workers > 1 runs chunks on that many threads at once.
+  int64_t chunk = 0;
+  int workers = 0;
 };
 
 struct PlanStep {
@@ -75,17 +81,23 @@ class Plan {
   void reset_profile();
 
  private:
-  runtime::Instance& instance_for(int64_t batch);
+  struct BatchSplit {
+    int64_t chunk;  // samples per plan call
+    int workers;    // threads running chunks at once (each with 1-thread kernels)
+  };
+  // Plans per (batch size, worker): each worker runs chunks on its own arena.
+  runtime::Instance& instance_for(int64_t batch, int worker = 0);
   void run_instance(runtime::Instance& inst, const void* input);
-  const Tensor& run_in_chunks(const Tensor& x, int64_t chunk);
-  // The chunk size a batch runs in, measured once per batch size (cached).
-  int64_t chunk_size(int64_t batch);
+  const Tensor& run_split(const Tensor& x, BatchSplit split);
+  // How a batch size runs, measured once per batch size (cached).
+  BatchSplit split_for(int64_t batch);
+  Tensor zero_input(int64_t batch) const;
 
   Graph graph_;
   CompileOptions options_;
   bool profiling_ = false;
-  std::map<int64_t, std::unique_ptr<runtime::Instance>> instances_;
-  std::map<int64_t, int64_t> chunks_;
+  std::map<std::pair<int64_t, int>, std::unique_ptr<runtime::Instance>> instances_;
+  std::map<int64_t, BatchSplit> splits_;
   std::map<int64_t, Tensor> chunked_outputs_;  // a chunked batch's gathered output
 };
 

@@ -20,18 +20,26 @@ namespace {
 using json = nlohmann::json;
 
 constexpr int kWarmup = 3;
-constexpr int kTimedRuns = 15;
+constexpr int kTimedRuns = 15;  // rounds
 
-double median_ms(const std::function<void()>& run) {
-  for (int i = 0; i < kWarmup; ++i) run();
-  std::vector<double> ms;
-  for (int i = 0; i < kTimedRuns; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    run();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+// Median milliseconds of each candidate, timed in turns (one run of each per
+// round), so a slow spell of a shared machine hits every candidate alike.
+std::vector<double> median_ms(const std::vector<KernelCandidate>& candidates) {
+  for (const KernelCandidate& c : candidates)
+    for (int i = 0; i < kWarmup; ++i) c.run();
+  std::vector<std::vector<double>> ms(candidates.size());
+  for (int round = 0; round < kTimedRuns; ++round)
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      candidates[i].run();
+      ms[i].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+  std::vector<double> medians;
+  for (auto& v : ms) {
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    medians.push_back(v[v.size() / 2]);
   }
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
+  return medians;
 }
 
 json load_cache(const std::string& path) {
@@ -68,17 +76,12 @@ int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& ca
     }
   }
   if (!measure) return 0;
-  int best = 0;
-  double best_ms = 0.0;
-  const char* verbose = std::getenv("LEANAI_TUNE_VERBOSE");
-  for (size_t i = 0; i < candidates.size(); ++i) {
-    const double ms = median_ms(candidates[i].run);
-    if (verbose && *verbose == '1') std::fprintf(stderr, "leanai: tune %s: %s %.4f ms\n", key.c_str(), candidates[i].name.c_str(), ms);
-    if (i == 0 || ms < best_ms) {
-      best = static_cast<int>(i);
-      best_ms = ms;
-    }
-  }
+  const std::vector<double> ms = median_ms(candidates);
+  const int best = static_cast<int>(std::min_element(ms.begin(), ms.end()) - ms.begin());
+  if (const char* verbose = std::getenv("LEANAI_TUNE_VERBOSE"); verbose && *verbose == '1')
+    for (size_t i = 0; i < candidates.size(); ++i)
+      std::fprintf(stderr, "leanai: tune %s: %s %.4f ms%s\n", key.c_str(), candidates[i].name.c_str(), ms[i],
+                   static_cast<int>(i) == best ? " <- chosen" : "");
   if (!path.empty()) {
     std::lock_guard<std::mutex> lock(cache_mutex);
     json cache = load_cache(path);  // re-read: choices made while this one was measured stay

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <set>
 
 #include <omp.h>
 
@@ -123,6 +124,8 @@ Plan::BatchSplit Plan::split_for(int64_t batch) {
   }
   BatchSplit chosen = options[0];
   if (options.size() > 1) {
+    std::set<std::pair<int64_t, int>> before;
+    for (auto& [key, inst] : instances_) before.insert(key);
     Tensor probe = zero_input(batch);
     std::vector<KernelCandidate> candidates;
     for (const BatchSplit& o : options)
@@ -130,6 +133,13 @@ Plan::BatchSplit Plan::split_for(int64_t batch) {
                             [this, &probe, o] { run_split(probe, o); }});
     const std::string fingerprint = std::to_string(std::hash<std::string>{}(graph_.to_json().dump()));
     chosen = options[choose_kernel("plan " + fingerprint + " batch " + std::to_string(batch), candidates, options_.tune)];
+    // Drop the plans only the losing splits used (their arenas and packed weights).
+    const int64_t chunk = std::min(chosen.chunk, batch);
+    for (auto it = instances_.begin(); it != instances_.end();) {
+      const auto [size, worker] = it->first;
+      const bool used = worker < chosen.workers && (size == chunk || size == batch % chunk);
+      it = before.count(it->first) || used ? std::next(it) : instances_.erase(it);
+    }
   }
   splits_[batch] = chosen;
   return chosen;

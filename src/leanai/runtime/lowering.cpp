@@ -43,8 +43,8 @@ std::string layout_name(const md& d) {
 
 class Lowering {
  public:
-  Lowering(const Graph& g, int64_t batch, bool tune, bool allow_winograd)
-      : g_(g), tune_(tune), allow_winograd_(allow_winograd), uses_(node_uses(g)) {
+  Lowering(const Graph& g, int64_t batch, bool tune, bool allow_winograd, PackedWeights& weights)
+      : g_(g), tune_(tune), allow_winograd_(allow_winograd), weights_(weights), uses_(node_uses(g)) {
     inst_ = std::make_unique<Instance>();
     inst_->batch = batch;
     node_value_.assign(g.nodes().size(), -1);
@@ -177,12 +177,9 @@ class Lowering {
   }
 
   dnnl::memory packed_weights(const Tensor& w, const md& plain, const md& packed) {
-    dnnl::memory out(packed, cpu_engine());
-    dnnl::memory src = wrap(plain, w);
-    dnnl::reorder(src, out).execute(cpu_stream(), src, out);
-    cpu_stream().wait();
-    weight_bytes_ += static_cast<int64_t>(packed.get_size());
-    return out;
+    dnnl::memory m = weights_.get(w, plain, packed);
+    inst_->packed_weights.push_back(m.get_data_handle());
+    return m;
   }
   dnnl::memory bias_memory(const Tensor& b) {
     weight_bytes_ += static_cast<int64_t>(b.nbytes());
@@ -536,6 +533,7 @@ class Lowering {
   const Graph& g_;
   bool tune_;
   bool allow_winograd_;
+  PackedWeights& weights_;
   NodeUses uses_;
   std::vector<int> readers_left_;  // readers of each node not yet lowered
   std::vector<int> node_value_;
@@ -546,8 +544,9 @@ class Lowering {
 
 }  // namespace
 
-std::unique_ptr<Instance> lower_graph(const Graph& graph, int64_t batch, bool tune, bool allow_winograd) {
-  return Lowering(graph, batch, tune, allow_winograd).run();
+std::unique_ptr<Instance> lower_graph(const Graph& graph, int64_t batch, bool tune, bool allow_winograd,
+                                      PackedWeights& weights) {
+  return Lowering(graph, batch, tune, allow_winograd, weights).run();
 }
 
 }  // namespace leanai::runtime

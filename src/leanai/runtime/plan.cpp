@@ -15,7 +15,8 @@
 
 namespace leanai {
 
-Plan::Plan(const Graph& graph, CompileOptions options) : graph_(optimize_for_inference(graph)), options_(options) {
+Plan::Plan(const Graph& graph, CompileOptions options)
+    : graph_(optimize_for_inference(graph)), options_(options), packed_(std::make_unique<runtime::PackedWeights>()) {
   graph_.validate();
   check(graph_.inputs().size() == 1, "plan: the model must have exactly one input, it has " +
                                          std::to_string(graph_.inputs().size()));
@@ -30,7 +31,7 @@ runtime::Instance& Plan::instance_for(int64_t batch, int worker) {
   auto key = std::make_pair(batch, worker);
   auto it = instances_.find(key);
   if (it != instances_.end()) return *it->second;
-  return *(instances_[key] = runtime::lower_graph(graph_, batch, options_.tune, options_.allow_winograd));
+  return *(instances_[key] = runtime::lower_graph(graph_, batch, options_.tune, options_.allow_winograd, *packed_));
 }
 
 const Tensor& Plan::run(const Tensor& x) {
@@ -140,6 +141,9 @@ Plan::BatchSplit Plan::split_for(int64_t batch) {
       const bool used = worker < chosen.workers && (size == chunk || size == batch % chunk);
       it = before.count(it->first) || used ? std::next(it) : instances_.erase(it);
     }
+    std::vector<const runtime::Instance*> users;
+    for (auto& [key, inst] : instances_) users.push_back(inst.get());
+    packed_->keep_only(users);
   }
   splits_[batch] = chosen;
   return chosen;
@@ -155,7 +159,11 @@ std::vector<PlanStep> Plan::steps(int64_t batch) {
 PlanMemory Plan::memory(int64_t batch) {
   const BatchSplit split = split_for(batch);
   const int64_t chunk = std::min(batch, split.chunk);
-  if (chunk == batch && split.workers == 1) return instance_for(batch).memory;
+  if (chunk == batch && split.workers == 1) {
+    PlanMemory m = instance_for(batch).memory;
+    m.weight_bytes += packed_->bytes();
+    return m;
+  }
   run_split(zero_input(batch), split);  // compiles every plan the split uses
   PlanMemory m;
   for (auto& [key, inst] : instances_)
@@ -163,9 +171,10 @@ PlanMemory Plan::memory(int64_t batch) {
       m.arena_bytes += inst->memory.arena_bytes;
       m.unshared_bytes += inst->memory.unshared_bytes;
       m.scratch_bytes += inst->memory.scratch_bytes;
-      m.weight_bytes += inst->memory.weight_bytes;
+      m.weight_bytes = std::max(m.weight_bytes, inst->memory.weight_bytes);  // the same parameters
     }
   m.arena_bytes += static_cast<int64_t>(chunked_outputs_.at(batch).nbytes());  // the gathered output
+  m.weight_bytes += packed_->bytes();
   return m;
 }
 

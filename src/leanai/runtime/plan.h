@@ -32,6 +32,7 @@ namespace leanai {
 
 namespace runtime {
 struct Instance;
+class PackedWeights;
 }
 
 struct CompileOptions {
@@ -96,6 +97,7 @@ class Plan {
   Graph graph_;
   CompileOptions options_;
   bool profiling_ = false;
+  std::unique_ptr<runtime::PackedWeights> packed_;  // before instances_: they point into it
   std::map<std::pair<int64_t, int>, std::unique_ptr<runtime::Instance>> instances_;
   std::map<int64_t, BatchSplit> splits_;
   std::map<int64_t, Tensor> chunked_outputs_;  // a chunked batch's gathered output

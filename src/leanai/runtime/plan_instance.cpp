@@ -1,5 +1,7 @@
 #include "leanai/runtime/plan_instance.h"
 
+#include <algorithm>
+
 #include "leanai/core/error.h"
 #include "leanai/kernels/dnnl_context.h"
 #include "leanai/runtime/memory_planner.h"
@@ -25,6 +27,33 @@ void KernelStep::bind(Instance& inst) {
 }
 
 void KernelStep::run() { kernel->forward(input_ptrs_, output_, ctx_); }
+
+dnnl::memory PackedWeights::get(const Tensor& w, const md& plain, const md& packed) {
+  for (const Entry& e : entries_)
+    if (e.data == w.raw() && e.desc == packed) return e.memory;
+  dnnl::memory out(packed, cpu_engine());
+  dnnl::memory src = wrap(plain, w);
+  dnnl::reorder(src, out).execute(cpu_stream(), src, out);
+  cpu_stream().wait();
+  entries_.push_back({w.raw(), packed, out});
+  bytes_ += static_cast<int64_t>(packed.get_size());
+  return out;
+}
+
+void PackedWeights::keep_only(const std::vector<const Instance*>& users) {
+  std::vector<Entry> kept;
+  bytes_ = 0;
+  for (Entry& e : entries_) {
+    void* handle = e.memory.get_data_handle();
+    bool used = false;
+    for (const Instance* inst : users)
+      used |= std::find(inst->packed_weights.begin(), inst->packed_weights.end(), handle) != inst->packed_weights.end();
+    if (!used) continue;
+    bytes_ += static_cast<int64_t>(e.desc.get_size());
+    kept.push_back(std::move(e));
+  }
+  entries_ = std::move(kept);
+}
 
 dnnl::memory Instance::scratchpad(const md& desc) const {
   return dnnl::memory(desc, cpu_engine(), scratch.raw());

@@ -31,6 +31,25 @@ struct Value {
 
 struct Instance;
 
+// Weights reordered into a kernel's layout, shared by every plan (batch size,
+// worker) of one Plan that wants the same tensor in the same layout.
+class PackedWeights {
+ public:
+  dnnl::memory get(const Tensor& w, const md& plain, const md& packed);
+  int64_t bytes() const { return bytes_; }
+  // Forgets the packed copies no remaining plan uses (after a plan is dropped).
+  void keep_only(const std::vector<const Instance*>& users);
+
+ private:
+  struct Entry {
+    const void* data;
+    md desc;
+    dnnl::memory memory;
+  };
+  std::vector<Entry> entries_;
+  int64_t bytes_ = 0;
+};
+
 class Step {
  public:
   virtual ~Step() = default;
@@ -75,7 +94,8 @@ struct Instance {
   int output_value = -1;
   Tensor arena, scratch, output;
   std::vector<dnnl::memory> input_memories;  // the input and its aliases: re-pointed at each run
-  PlanMemory memory;
+  std::vector<void*> packed_weights;           // the shared packed copies this plan reads
+  PlanMemory memory;  // weight_bytes: parameters read in place (biases, statistics); packed ones are shared
 
   int root(int v) const { return values[v].root >= 0 ? root(values[v].root) : v; }
   dnnl::memory scratchpad(const md& desc) const;
@@ -84,6 +104,7 @@ struct Instance {
 };
 
 // Builds the steps for `graph` (already through the inference passes) at one batch size.
-std::unique_ptr<Instance> lower_graph(const Graph& graph, int64_t batch, bool tune, bool allow_winograd);
+std::unique_ptr<Instance> lower_graph(const Graph& graph, int64_t batch, bool tune, bool allow_winograd,
+                                      PackedWeights& weights);
 
 }  // namespace leanai::runtime

@@ -232,7 +232,7 @@ class Lowering {
         auto pd = make_pd(alg, src, dst);
         if (std::string(pd.impl_info_str()).find("ref") == std::string::npos) candidates.push_back({name, pd});
       } catch (const dnnl::error&) {
-        // this algorithm or layout is not implemented for this shape on this CPU
+        // oneDNN has no kernel for this algorithm and layout here: the candidate is skipped
       }
     };
     const Shape& xs = val(x).shape;

@@ -1,5 +1,6 @@
 #include "leanai/core/tensor.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -32,6 +33,19 @@ std::string shape_str(const Shape& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
   return out + "]";
+}
+
+Shape broadcast_shape(const Shape& a, const Shape& b, const std::string& what) {
+  const size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (size_t k = 0; k < rank; ++k) {
+    const int64_t da = k < rank - a.size() ? 1 : a[k - (rank - a.size())];
+    const int64_t db = k < rank - b.size() ? 1 : b[k - (rank - b.size())];
+    check(da == db || da == 1 || db == 1,
+          (what.empty() ? "" : what + ": ") + "shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
+    out[k] = std::max(da, db);
+  }
+  return out;
 }
 
 Shape contiguous_strides(const Shape& shape) {

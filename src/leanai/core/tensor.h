@@ -86,4 +86,7 @@ class Tensor {
 
 Shape contiguous_strides(const Shape& shape);
 
+// NumPy broadcasting of two shapes; `what` prefixes the error when they do not broadcast.
+Shape broadcast_shape(const Shape& a, const Shape& b, const std::string& what = "");
+
 }  // namespace leanai

@@ -13,18 +13,6 @@ std::string batch_error(const std::string& what) {
   return what + ": arithmetic on the batch size is not supported (only x * 1, x / 1, x + 0 and x - 0 keep it)";
 }
 
-Shape broadcast(const Shape& a, const Shape& b, const std::string& what) {
-  const size_t rank = std::max(a.size(), b.size());
-  Shape out(rank);
-  for (size_t k = 0; k < rank; ++k) {
-    const int64_t da = k < rank - a.size() ? 1 : a[k - (rank - a.size())];
-    const int64_t db = k < rank - b.size() ? 1 : b[k - (rank - b.size())];
-    check(da == db || da == 1 || db == 1, what + ": shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
-    out[k] = std::max(da, db);
-  }
-  return out;
-}
-
 // Flat index into `s` (right-aligned, broadcast) of output multi-index `idx`.
 int64_t bcast_flat(const Shape& s, const Shape& idx) {
   const size_t off = idx.size() - s.size();
@@ -121,7 +109,7 @@ Tensor Const::to_tensor(const std::string& what) const {
 }
 
 Const fold_binary(const std::string& op, const Const& a, const Const& b, const std::string& what) {
-  const Shape out = broadcast(a.shape, b.shape, what);
+  const Shape out = broadcast_shape(a.shape, b.shape, what);
   const int64_t n = shape_numel(out);
   check(n <= kMaxFoldedElements, what + ": the folded constant " + shape_str(out) + " is too large");
   Shape idx(out.size(), 0);

@@ -8,18 +8,6 @@ namespace leanai {
 namespace {
 
 
-Shape broadcast_shape(const Shape& a, const Shape& b) {
-  const size_t rank = std::max(a.size(), b.size());
-  Shape out(rank);
-  for (size_t i = 0; i < rank; ++i) {
-    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
-    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
-    check(da == db || da == 1 || db == 1, "shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
-    out[i] = std::max(da, db);
-  }
-  return out;
-}
-
 // For every element of `out`, the flat offset of the element of `in` it reads.
 std::vector<int64_t> broadcast_offsets(const Shape& in, const Shape& out) {
   const size_t rank = out.size();

@@ -20,6 +20,7 @@ Plan::Plan(const Graph& graph, CompileOptions options)
   graph_.validate();
   check(graph_.inputs().size() == 1, "plan: the model must have exactly one input, it has " +
                                          std::to_string(graph_.inputs().size()));
+  sample_shape_ = graph_.input_sample_shape(graph_.inputs()[0]);
   if (options_.threads > 0) set_num_threads(options_.threads);
   flush_denormals();
 }
@@ -35,13 +36,14 @@ runtime::Instance& Plan::instance_for(int64_t batch, int worker) {
 }
 
 const Tensor& Plan::run(const Tensor& x) {
-  const int in = graph_.inputs()[0];
-  const Shape sample = graph_.input_sample_shape(in);
-  Shape want = {x.rank() > 0 ? x.dim(0) : 0};
-  want.insert(want.end(), sample.begin(), sample.end());
-  check(x.defined() && x.dtype() == DType::f32 && x.shape() == want && x.is_contiguous() && want[0] >= 1,
-        "input has shape " + (x.defined() ? shape_str(x.shape()) : std::string("(none)")) + ", the model expects [N, " +
-            shape_str(sample).substr(1) + " (f32)");
+  // Checked without building anything: this is the hot path.
+  const Shape& sample = sample_shape_;
+  bool fits = x.defined() && x.dtype() == DType::f32 && x.is_contiguous() && x.rank() == static_cast<int>(sample.size()) + 1 &&
+              x.dim(0) >= 1;
+  for (size_t i = 0; fits && i < sample.size(); ++i) fits = x.shape()[i + 1] == sample[i];
+  if (!fits)
+    throw Error("input has shape " + (x.defined() ? shape_str(x.shape()) : std::string("(none)")) +
+                ", the model expects [N, " + shape_str(sample).substr(1) + " (f32)");
   if (options_.threads > 0 && num_threads() != options_.threads) set_num_threads(options_.threads);
   return run_split(x, split_for(x.dim(0)));
 }

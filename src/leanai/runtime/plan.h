@@ -95,6 +95,7 @@ class Plan {
   Tensor zero_input(int64_t batch) const;
 
   Graph graph_;
+  Shape sample_shape_;  // of the one input, without the batch axis
   CompileOptions options_;
   bool profiling_ = false;
   std::unique_ptr<runtime::PackedWeights> packed_;  // before instances_: they point into it

@@ -14,12 +14,13 @@
 //
 // Below the parameterized cases: behaviour that does not fit the mould
 // (batch-norm running statistics, dropout in training, cross-entropy label
-// checks, shape errors, and executor properties).
+// checks, loss weights and soft targets, shape errors, and executor properties).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -51,6 +52,7 @@ enum class Fill {
   Labels,        // i64 class indices in [0, classes)
   Wide,          // N(0, 40^2): exp() of these overflows float unless the max is subtracted
   AwayFromKinks, // N(0, 1), resampled within 0.05 of 0 and +-0.5 (clip's bounds in the cases below)
+  Simplex,       // rows (last axis) of values in [0, 1) summing to 1: label distributions
 };
 
 struct Operand {
@@ -59,6 +61,7 @@ struct Operand {
   Kind kind = Kind::Input;
   Fill fill = Fill::Normal;
   int64_t classes = 0;  // Fill::Labels
+  bool grad = true;     // false: the op takes no gradient for it (loss weights, soft targets)
 };
 
 // A reference result: shape and values in double.
@@ -89,6 +92,11 @@ Operand param(const std::string& name, Shape s, Fill f = Fill::Normal) { return 
 Operand buffer(const std::string& name, Shape s, Fill f = Fill::Normal) { return {name, std::move(s), Kind::Buffer, f}; }
 Operand labels(const std::string& name, int64_t n, int64_t classes) {
   return {name, {n}, Kind::Input, Fill::Labels, classes};
+}
+// An f32 operand the op treats as data: left out of the gradient check.
+Operand no_grad(Operand o) {
+  o.grad = false;
+  return o;
 }
 
 // ---------------------------------------------------------------------------
@@ -135,6 +143,15 @@ Tensor make_operand(const Operand& o, Rng& rng) {
     case Fill::Wide:
       for (int64_t i = 0; i < n; ++i) p[i] = 40.0f * rng.normal();
       break;
+    case Fill::Simplex: {
+      const int64_t len = o.shape.back();
+      for (int64_t r = 0; r < n / len; ++r) {
+        double sum = 0;
+        for (int64_t i = 0; i < len; ++i) sum += p[r * len + i] = rng.uniform();
+        for (int64_t i = 0; i < len; ++i) p[r * len + i] = static_cast<float>(p[r * len + i] / sum);
+      }
+      break;
+    }
     case Fill::Labels:
       break;
   }
@@ -516,6 +533,7 @@ RefFn ref_softmax(int64_t axis, bool log) {
   };
 }
 
+// in[2], when present, weighs each row; the sum is still divided by N.
 RefFn ref_cross_entropy(double smoothing) {
   return [smoothing](const std::vector<Tensor>& in, bool) {
     const int64_t N = in[0].dim(0), C = in[0].dim(1);
@@ -525,13 +543,30 @@ RefFn ref_cross_entropy(double smoothing) {
       double sum = 0;
       for (int64_t c = 0; c < C; ++c) sum += std::exp(static_cast<double>(x[c]));
       const int64_t label = in[1].data<int64_t>()[n];
+      const double w = in.size() > 2 ? F(in[2])[n] : 1.0;
       for (int64_t c = 0; c < C; ++c) {
         const double target = (c == label ? 1.0 - smoothing : 0.0) + smoothing / C;
-        total -= target * (x[c] - std::log(sum));
+        total -= w * target * (x[c] - std::log(sum));
       }
     }
     return Ref{{}, {total / N}};
   };
+}
+
+// mean_n w_n * -sum_c t_nc log softmax(x_n)_c, with log-sum-exp shifted by the row maximum.
+Ref ref_soft_cross_entropy(const std::vector<Tensor>& in, bool) {
+  const int64_t N = in[0].dim(0), C = in[0].dim(1);
+  double total = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* x = F(in[0]) + n * C;
+    const double mx = *std::max_element(x, x + C);
+    double sum = 0;
+    for (int64_t c = 0; c < C; ++c) sum += std::exp(x[c] - mx);
+    const double lse = mx + std::log(sum);
+    const double w = in.size() > 2 ? F(in[2])[n] : 1.0;
+    for (int64_t c = 0; c < C; ++c) total -= w * F(in[1])[n * C + c] * (x[c] - lse);
+  }
+  return Ref{{}, {total / N}};
 }
 
 Ref ref_mse(const std::vector<Tensor>& in, bool) {
@@ -720,6 +755,21 @@ std::vector<OpCase> all_cases() {
                {in("logits", {4, 5}), labels("labels", 4, 5)}, ref_cross_entropy(0.1)});
   v.push_back({"cross_entropy_wide_logits", "cross_entropy", {{"label_smoothing", 0.1}},
                {in("logits", {4, 5}, Fill::Wide), labels("labels", 4, 5)}, ref_cross_entropy(0.1)});
+  v.push_back({"cross_entropy_weighted", "cross_entropy", {},
+               {in("logits", {4, 5}), labels("labels", 4, 5), no_grad(in("weights", {4}, Fill::Positive))}, ref_cross_entropy(0.0)});
+  v.push_back({"cross_entropy_weighted_smooth0_1_param_weights", "cross_entropy", {{"label_smoothing", 0.1}},
+               {in("logits", {4, 5}), labels("labels", 4, 5), buffer("weights", {4}, Fill::Positive)}, ref_cross_entropy(0.1)});
+  v.push_back({"soft_cross_entropy", "soft_cross_entropy", {}, {in("logits", {4, 5}), no_grad(in("targets", {4, 5}, Fill::Simplex))},
+               ref_soft_cross_entropy});
+  v.push_back({"soft_cross_entropy_weighted", "soft_cross_entropy", {},
+               {in("logits", {4, 5}), no_grad(in("targets", {4, 5}, Fill::Simplex)), no_grad(in("weights", {4}, Fill::Positive))},
+               ref_soft_cross_entropy});
+  // Rows of U(0.5, 1.5) values summing to about 5, not 1: the gradient is p * sum(t) - t, not p - t.
+  v.push_back({"soft_cross_entropy_unnormalized_targets", "soft_cross_entropy", {},
+               {in("logits", {4, 5}), no_grad(in("targets", {4, 5}, Fill::Positive)), no_grad(in("weights", {4}, Fill::Positive))},
+               ref_soft_cross_entropy});
+  v.push_back({"soft_cross_entropy_wide_logits", "soft_cross_entropy", {},
+               {in("logits", {4, 5}, Fill::Wide), buffer("targets", {4, 5}, Fill::Simplex)}, ref_soft_cross_entropy});
   v.push_back({"mse", "mse", {}, {in("pred", {3, 4}), in("target", {3, 4})}, ref_mse});
   v.push_back({"mse_param_target", "mse", {}, {in("pred", {2, 3, 2}), param("target", {2, 3, 2})}, ref_mse});
 
@@ -873,7 +923,11 @@ TEST_P(OpGrad, MatchesFiniteDifferences) {
   Executor ex(*b.graph);
   ex.set_training(c.grad_training);
   ex.set_input_grads(true);
-  check_gradients(ex, b.inputs, all_targets(*b.graph, b.inputs), c.eps, c.grad_tol, c.name, c.max_checked);
+  std::vector<GradTarget> targets = all_targets(*b.graph, b.inputs);
+  std::erase_if(targets, [&](const GradTarget& t) {
+    return std::any_of(c.operands.begin(), c.operands.end(), [&](const Operand& o) { return o.name == t.label && !o.grad; });
+  });
+  check_gradients(ex, b.inputs, targets, c.eps, c.grad_tol, c.name, c.max_checked);
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, OpForward, testing::ValuesIn(cases()), case_name);
@@ -1103,6 +1157,140 @@ TEST(CrossEntropy, LossIsNonNegativeAndSmoothingRaisesConfidentLoss) {
   Executor a(plain.g), b(smooth.g);
   EXPECT_NEAR(a.forward({x, l}).data<float>()[0], 0.0, 1e-6);
   EXPECT_GT(b.forward({x, l}).data<float>()[0], 1.0);
+}
+
+// ---------------------------------------------------------------------------
+// Loss weights and soft targets
+// ---------------------------------------------------------------------------
+
+// cross_entropy(logits, labels[, weights]) or soft_cross_entropy(logits, targets[, weights]),
+// every operand a graph input; input_grad(0) is d(loss)/d(logits).
+struct LossGraph {
+  Graph g;
+  LossGraph(const std::string& op, int64_t classes, bool weighted) {
+    std::vector<int> ids = {g.add_input("logits", {classes})};
+    ids.push_back(op == "cross_entropy" ? g.add_input("labels", {}, DType::i64) : g.add_input("targets", {classes}));
+    if (weighted) ids.push_back(g.add_input("weights", {}));
+    g.set_output(g.add(op, ids));
+  }
+};
+
+struct LossResult {
+  float loss;
+  Tensor dlogits;
+};
+
+LossResult run_loss(LossGraph& lg, const std::vector<Tensor>& inputs) {
+  Executor ex(lg.g);
+  ex.set_training(true);
+  ex.set_input_grads(true);
+  const float loss = ex.forward(inputs).data<float>()[0];
+  ex.backward();
+  return {loss, ex.input_grad(0).clone()};
+}
+
+Tensor one_hot(const Tensor& labels, int64_t classes) {
+  Tensor t = Tensor::zeros({labels.numel(), classes});
+  for (int64_t r = 0; r < labels.numel(); ++r) t.data<float>()[r * classes + labels.data<int64_t>()[r]] = 1.0f;
+  return t;
+}
+
+// Rows `keep` of a [N, ...] tensor (any dtype), as a new tensor.
+Tensor take_rows(const Tensor& t, const std::vector<int64_t>& keep) {
+  Shape s = t.shape();
+  s[0] = static_cast<int64_t>(keep.size());
+  Tensor out = Tensor::empty(s, t.dtype());
+  const size_t row_bytes = t.nbytes() / t.dim(0);
+  for (size_t i = 0; i < keep.size(); ++i)
+    std::memcpy(static_cast<char*>(out.raw()) + i * row_bytes, static_cast<const char*>(t.raw()) + keep[i] * row_bytes, row_bytes);
+  return out;
+}
+
+TEST(LossWeights, OnesEqualUnweighted) {
+  const Tensor x = random_tensor({5, 4}, 1), labels = labels_tensor({0, 3, 1, 1, 2});
+  Rng rng(2);
+  const Tensor soft = make_operand(in("t", {5, 4}, Fill::Simplex), rng);
+  for (const std::string op : {"cross_entropy", "soft_cross_entropy"}) {
+    SCOPED_TRACE(op);
+    const Tensor& target = op == "cross_entropy" ? labels : soft;
+    LossGraph plain(op, 4, false), weighted(op, 4, true);
+    const LossResult a = run_loss(plain, {x, target});
+    const LossResult b = run_loss(weighted, {x, target, Tensor::full({5}, 1.0f)});
+    EXPECT_FLOAT_EQ(a.loss, b.loss);
+    for (int64_t i = 0; i < x.numel(); ++i) EXPECT_FLOAT_EQ(a.dlogits.data<float>()[i], b.dlogits.data<float>()[i]) << i;
+  }
+}
+
+TEST(LossWeights, ZeroWeightRemovesRow) {
+  // Weights (1, 0, 1, 1): the loss is (l0 + l2 + l3) / 4, i.e. the unweighted
+  // loss of rows {0, 2, 3} times 3/4; row 1's gradient is zero, the others'
+  // are those of the 3-row batch times 3/4.
+  const Tensor x = random_tensor({4, 3}, 3), labels = labels_tensor({2, 0, 1, 2});
+  Rng rng(4);
+  const Tensor soft = make_operand(in("t", {4, 3}, Fill::Simplex), rng);
+  const Tensor w = Tensor::from_vector({4}, {1, 0, 1, 1});
+  const std::vector<int64_t> kept = {0, 2, 3};
+  for (const std::string op : {"cross_entropy", "soft_cross_entropy"}) {
+    SCOPED_TRACE(op);
+    const Tensor& target = op == "cross_entropy" ? labels : soft;
+    LossGraph plain(op, 3, false), weighted(op, 3, true);
+    const LossResult full = run_loss(weighted, {x, target, w});
+    const LossResult sub = run_loss(plain, {take_rows(x, kept), take_rows(target, kept)});
+    EXPECT_NEAR(full.loss, sub.loss * 0.75f, 1e-6);
+    for (int64_t c = 0; c < 3; ++c) EXPECT_EQ(full.dlogits.data<float>()[1 * 3 + c], 0.0f);
+    for (size_t k = 0; k < kept.size(); ++k)
+      for (int64_t c = 0; c < 3; ++c)
+        EXPECT_NEAR(full.dlogits.data<float>()[kept[k] * 3 + c], 0.75f * sub.dlogits.data<float>()[k * 3 + c], 1e-7);
+    // Row 1's logits no longer matter.
+    Tensor x2 = x.clone();
+    x2.data<float>()[3] += 5.0f;
+    EXPECT_FLOAT_EQ(run_loss(weighted, {x2, target, w}).loss, full.loss);
+  }
+}
+
+TEST(LossWeights, BadWeightsThrow) {
+  const Tensor x = random_tensor({3, 4}, 5), labels = labels_tensor({0, 1, 2});
+  const Tensor soft = one_hot(labels, 4);
+  for (const std::string op : {"cross_entropy", "soft_cross_entropy"}) {
+    SCOPED_TRACE(op);
+    LossGraph lg(op, 4, true);
+    Executor ex(lg.g);
+    const Tensor& target = op == "cross_entropy" ? labels : soft;
+    for (float bad : {-0.5f, NAN, INFINITY}) {
+      try {
+        ex.forward({x, target, Tensor::from_vector({3}, {1.0f, bad, 1.0f})});
+        ADD_FAILURE() << "weight " << bad << " did not throw";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("row 1"), std::string::npos) << e.what();
+      }
+    }
+  }
+}
+
+TEST(SoftCrossEntropy, OneHotTargetsEqualCrossEntropy) {
+  const Tensor x = random_tensor({4, 5}, 6), labels = labels_tensor({4, 0, 2, 2});
+  const Tensor w = Tensor::from_vector({4}, {0.5f, 2.0f, 1.0f, 0.0f});
+  LossGraph hard("cross_entropy", 5, true), soft("soft_cross_entropy", 5, true);
+  const LossResult a = run_loss(hard, {x, labels, w});
+  const LossResult b = run_loss(soft, {x, one_hot(labels, 5), w});
+  EXPECT_NEAR(a.loss, b.loss, 1e-6);
+  for (int64_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(a.dlogits.data<float>()[i], b.dlogits.data<float>()[i], 1e-7) << i;
+}
+
+TEST(SoftCrossEntropy, BadTargetsThrow) {
+  const Tensor x = random_tensor({2, 3}, 7);
+  LossGraph lg("soft_cross_entropy", 3, false);
+  Executor ex(lg.g);
+  for (float bad : {-0.1f, NAN, INFINITY}) {
+    try {
+      ex.forward({x, Tensor::from_vector({2, 3}, {1, 0, 0, 0.5f, bad, 0.5f})});
+      ADD_FAILURE() << "target " << bad << " did not throw";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("row 1, class 1"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("finite and >= 0"), std::string::npos) << msg;
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1386,6 +1574,38 @@ TEST(ShapeErrors, CrossEntropyLabelCount) {
         g.set_output(g.add("cross_entropy", {x, y}));
       },
       {Tensor::zeros({4, 5})}, {"cross_entropy", "labels [4]"});
+}
+
+TEST(ShapeErrors, CrossEntropyWeightCount) {
+  expect_shape_error(
+      [](Graph& g) {
+        int x = g.add_input("logits", {5});
+        int y = g.add_input("labels", {}, DType::i64);
+        int w = g.add_param("w", Tensor::full({3}, 1.0f), false);
+        g.set_output(g.add("cross_entropy", {x, y, w}));
+      },
+      {Tensor::zeros({4, 5}), labels_tensor({0, 1, 2, 3})}, {"cross_entropy", "weights [4]", "[3]"});
+}
+
+TEST(ShapeErrors, SoftCrossEntropyTargetShape) {
+  expect_shape_error(
+      [](Graph& g) {
+        int x = g.add_input("logits", {5});
+        int t = g.add_input("targets", {4});
+        g.set_output(g.add("soft_cross_entropy", {x, t}));
+      },
+      {Tensor::zeros({2, 5}), Tensor::zeros({2, 4})}, {"soft_cross_entropy", "targets [2, 5]", "[2, 4]"});
+}
+
+TEST(ShapeErrors, SoftCrossEntropyWeightCount) {
+  expect_shape_error(
+      [](Graph& g) {
+        int x = g.add_input("logits", {5});
+        int t = g.add_input("targets", {5});
+        int w = g.add_param("w", Tensor::full({3}, 1.0f), false);
+        g.set_output(g.add("soft_cross_entropy", {x, t, w}));
+      },
+      {Tensor::zeros({2, 5}), Tensor::zeros({2, 5})}, {"soft_cross_entropy", "weights [2]"});
 }
 
 TEST(ShapeErrors, MseShapeMismatch) {

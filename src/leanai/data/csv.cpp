@@ -1,12 +1,12 @@
 #include "leanai/data/csv.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <map>
 #include <string_view>
 
 #include "leanai/core/error.h"
+#include "leanai/data/csv_field.h"
 #include "leanai/data/csv_reader.h"
 #include "leanai/data/gz_file.h"
 
@@ -17,29 +17,6 @@ namespace {
 // No dataset here has this many classes; a bigger integer label is more
 // likely an id or a measurement column picked by mistake.
 constexpr int64_t kMaxClassId = 100000;
-
-std::string_view trim(std::string_view s) {
-  const size_t b = s.find_first_not_of(" \t");
-  if (b == std::string_view::npos) return {};
-  const size_t e = s.find_last_not_of(" \t");
-  return s.substr(b, e - b + 1);
-}
-
-bool parse_float(std::string_view s, float& out) {
-  s = trim(s);
-  if (!s.empty() && s[0] == '+') s.remove_prefix(1);
-  if (s.empty()) return false;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && end == s.data() + s.size() && std::isfinite(out);
-}
-
-bool parse_int(std::string_view s, int64_t& out) {
-  s = trim(s);
-  if (!s.empty() && s[0] == '+') s.remove_prefix(1);
-  if (s.empty()) return false;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && end == s.data() + s.size();
-}
 
 std::string join(const std::vector<std::string>& names) {
   std::string out;
@@ -71,7 +48,7 @@ Tensor class_targets(const std::vector<std::string>& labels, const std::vector<i
   bool all_ids = true;
   int64_t max_id = -1;
   for (int64_t i = 0; i < n && all_ids; ++i) {
-    all_ids = parse_int(labels[i], ids[i]) && ids[i] >= 0;
+    all_ids = parse_int_field(labels[i], ids[i]) && ids[i] >= 0;
     if (all_ids) max_id = std::max(max_id, ids[i]);
   }
   if (all_ids) {
@@ -82,7 +59,7 @@ Tensor class_targets(const std::vector<std::string>& labels, const std::vector<i
   }
   std::map<std::string, int64_t> id_of;
   for (int64_t i = 0; i < n; ++i) {
-    const std::string label(trim(labels[i]));
+    const std::string label(trim_field(labels[i]));
     check(!label.empty(), name + ": line " + std::to_string(lines[i]) + ", " + column +
                               ": empty label; every row needs a label");
     id_of.emplace(label, 0);
@@ -91,7 +68,7 @@ Tensor class_targets(const std::vector<std::string>& labels, const std::vector<i
     id = static_cast<int64_t>(class_names.size());
     class_names.push_back(label);
   }
-  for (int64_t i = 0; i < n; ++i) ids[i] = id_of.at(std::string(trim(labels[i])));
+  for (int64_t i = 0; i < n; ++i) ids[i] = id_of.at(std::string(trim_field(labels[i])));
   return y;
 }
 
@@ -101,7 +78,7 @@ CsvTable parse_csv(const std::string& text, const std::string& name, const CsvOp
   const std::vector<CsvRecord> records = split_csv_records(text, name, options.delimiter);
   check(!records.empty(), name + ": empty file; expected a header row naming the columns, then one row per sample");
   std::vector<std::string> header;
-  for (const std::string& h : records[0].fields) header.emplace_back(trim(h));
+  for (const std::string& h : records[0].fields) header.emplace_back(trim_field(h));
   check(records.size() > 1, name + ": has a header but no data rows");
 
   CsvTable table;
@@ -136,7 +113,7 @@ CsvTable parse_csv(const std::string& text, const std::string& name, const CsvOp
                                                   std::to_string(header.size()) + "; every row needs one value per column");
     for (int64_t j = 0; j < f; ++j) {
       const std::string& value = rec.fields[feature_cols[j]];
-      check(parse_float(value, xd[r * f + j]),
+      check(parse_float_field(value, xd[r * f + j]),
             name + ": line " + std::to_string(rec.line) + ", " + column_desc(header, feature_cols[j]) + ": '" + value +
                 "' is not a finite number; feature columns must be numeric (or ignore this column)");
     }
@@ -152,7 +129,7 @@ CsvTable parse_csv(const std::string& text, const std::string& name, const CsvOp
   } else {
     y = Tensor::empty({n, 1}, DType::f32);
     for (int64_t r = 0; r < n; ++r)
-      check(parse_float(labels[r], y.data<float>()[r]),
+      check(parse_float_field(labels[r], y.data<float>()[r]),
             name + ": line " + std::to_string(lines[r]) + ", " + column_desc(header, label_col) + ": '" + labels[r] +
                 "' is not a finite number; regression targets must be numeric");
   }

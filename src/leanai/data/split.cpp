@@ -5,6 +5,7 @@
 
 #include "leanai/core/error.h"
 #include "leanai/core/rng.h"
+#include "leanai/data/quotas.h"
 #include "leanai/data/shuffle.h"
 
 namespace leanai {
@@ -20,29 +21,6 @@ std::vector<std::vector<int64_t>> strata(const InMemoryDataset& data) {
   return groups;
 }
 
-// How many rows of each group go to validation: proportional, summing to
-// exactly `total` (largest remainder; ties to the lower class id).
-std::vector<int64_t> val_counts(const std::vector<std::vector<int64_t>>& groups, int64_t total, double fraction) {
-  std::vector<int64_t> counts(groups.size());
-  std::vector<std::pair<double, size_t>> remainders;
-  int64_t assigned = 0;
-  for (size_t g = 0; g < groups.size(); ++g) {
-    const double exact = static_cast<double>(groups[g].size()) * fraction;
-    counts[g] = static_cast<int64_t>(std::floor(exact));
-    assigned += counts[g];
-    remainders.emplace_back(exact - counts[g], g);
-  }
-  std::stable_sort(remainders.begin(), remainders.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  for (size_t k = 0; assigned < total && k < remainders.size(); ++k) {
-    const size_t g = remainders[k].second;
-    if (counts[g] < static_cast<int64_t>(groups[g].size())) {
-      ++counts[g];
-      ++assigned;
-    }
-  }
-  return counts;
-}
-
 }  // namespace
 
 SplitIndices train_val_split_indices(const InMemoryDataset& data, double val_fraction, uint64_t seed) {
@@ -55,7 +33,9 @@ SplitIndices train_val_split_indices(const InMemoryDataset& data, double val_fra
                                      " part empty; use more data or another fraction");
 
   std::vector<std::vector<int64_t>> groups = strata(data);
-  const std::vector<int64_t> counts = val_counts(groups, total, val_fraction);
+  std::vector<int64_t> sizes;
+  for (const auto& g : groups) sizes.push_back(static_cast<int64_t>(g.size()));
+  const std::vector<int64_t> counts = largest_remainder_quotas(sizes, val_fraction);  // sums to total
   Rng rng(seed);
   SplitIndices out;
   for (size_t g = 0; g < groups.size(); ++g) {

@@ -680,4 +680,74 @@ TEST_F(Cli, CheckpointAndResume) {
   EXPECT_EQ(listing(cwd_), files);
 }
 
+// ---------------------------------------------------------------------------
+// Data-efficient training: value, --select, --prune, --augment
+
+TEST_F(Cli, ValueWritesScoresThatTrainSelectsFrom) {
+  NEED_FMNIST();
+  Result v = run({"value", "--model", "mlp", "--data", fm_, "--proxy-epochs", "2", "--threads", "1", "--out", "s.csv",
+                  "--json"});
+  ASSERT_EQ(v.rc, 0) << v.err;
+  const json res = result_line(v);
+  EXPECT_EQ(res.at("samples"), 600);
+  EXPECT_EQ(res.at("cost").at("proxy_samples"), 1200);
+  EXPECT_GT(res.at("scores").at("value").at("p90").get<double>(), res.at("scores").at("value").at("p10").get<double>());
+  const std::vector<std::string> rows = lines_of(read_text((cwd_ / "s.csv").string()));
+  ASSERT_EQ(rows.size(), 601u);
+  EXPECT_EQ(rows[0], "index,label,entropy,el2n,grad_norm,forgetting,value");
+
+  for (const char* method : {"top", "stratified", "random"}) {
+    SCOPED_TRACE(method);
+    Result t = run({"train", "--model", "mlp", "--data", fm_, "--epochs", "2", "--threads", "1", "--select", method,
+                    "--keep", "0.3", "--scores", "s.csv", "--selection-out", "chosen.csv", "--out", "sub.leanai",
+                    "--json"});
+    ASSERT_EQ(t.rc, 0) << t.err;
+    const json c = result_line(t).at("compute");
+    EXPECT_EQ(c.at("samples_seen"), 2 * 180);
+    EXPECT_EQ(c.at("data_efficiency").at("selected"), 180);
+    EXPECT_EQ(lines_of(read_text((cwd_ / "chosen.csv").string())).size(), 181u);
+  }
+  // Scores for other data are refused before training.
+  write_text((cwd_ / "short.csv").string(), "index,label,entropy,el2n,grad_norm,forgetting,value\n0,1,0,0,0,0,0.5\n");
+  expect_clean_error({"train", "--data", fm_, "--epochs", "1", "--select", "top", "--scores", "short.csv"},
+                     {"short.csv"});
+}
+
+TEST_F(Cli, DynamicPruningAndAugmentationReportCompute) {
+  NEED_FMNIST();
+  Result p = run({"train", "--model", "mlp", "--data", fm_, "--epochs", "4", "--threads", "1", "--prune", "dynamic",
+                  "--prune-ratio", "0.7", "--out", "p.leanai", "--json"});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  const json c = result_line(p).at("compute");
+  EXPECT_LT(c.at("samples_seen").get<int64_t>(), 4 * 600);
+  EXPECT_GT(c.at("samples_seen").get<int64_t>(), 2 * 600);  // the first and the annealed last epoch see everything
+  EXPECT_EQ(c.at("data_efficiency").at("schedule").at("kind"), "dynamic");
+
+  Result a = run({"train", "--model", "cnn", "--data", fm_, "--epochs", "1", "--threads", "1", "--augment",
+                  "value-aware", "--proxy-epochs", "1", "--out", "a.leanai"});
+  ASSERT_EQ(a.rc, 0) << a.err;
+  EXPECT_NE(a.out.find("sample-gradient steps"), std::string::npos) << a.out;
+  EXPECT_TRUE(leanai::load_model((cwd_ / "a.leanai").string())
+                  .info.at("training").at("config").at("augment").at("value_aware").get<bool>());
+}
+
+TEST_F(Cli, DataEfficiencyErrors) {
+  NEED_FMNIST();
+  const std::vector<std::string> base = {"train", "--data", fm_, "--epochs", "1"};
+  auto with = [&](std::initializer_list<std::string> extra) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), extra);
+    return a;
+  };
+  expect_clean_error(with({"--select", "best"}), {"--select"});
+  expect_clean_error(with({"--select", "top", "--keep", "0"}), {"--keep"});
+  expect_clean_error(with({"--select", "top", "--prune", "dynamic"}), {"not both"});
+  expect_clean_error(with({"--select", "top", "--scores", "missing.csv"}), {"missing.csv"});
+  expect_clean_error(with({"--select", "top", "--weights", "loss=1"}), {"unknown score 'loss'"});
+  expect_clean_error(with({"--selection-out", "x.csv"}), {"--selection-out needs --select"});
+  expect_clean_error(with({"--prune-ratio", "1.5"}), {"--prune-ratio"});
+  expect_clean_error({"value", "--data", fm_, "--weights", "entropy=-1"}, {"non-negative"});
+  expect_clean_error({"value", "--data", fm_, "--out", "no-dir/s.csv"}, {"no-dir"});
+}
+
 }  // namespace

@@ -11,7 +11,9 @@
 #include "leanai/core/error.h"
 #include "leanai/core/threads.h"
 #include "leanai/data/split.h"
+#include "leanai/data/score_csv.h"
 #include "leanai/io/model_file.h"
+#include "leanai/nn/data_efficiency.h"
 #include "leanai/nn/trainer.h"
 #include "progress.h"
 
@@ -42,6 +44,11 @@ struct TrainOptions {
   uint64_t seed = 0;
   bool json = false;
   bool quiet = false;
+  DataEfficiencyOptions efficiency;
+  std::string weights = "entropy=0.6,grad_norm=0.4";
+  bool no_class_balance = false;
+  std::string mix = "both";
+  std::string scores_out, selection_out;
 };
 
 TrainConfig make_config(const TrainOptions& o, int64_t batches_per_epoch) {
@@ -74,6 +81,18 @@ void run_train(TrainOptions o) {
           flag + ": directory '" + dir.string() + "' does not exist; create it first");
   }
   apply_threads(o.threads);
+  DataEfficiencyOptions& de = o.efficiency;
+  de.valuation.weights = ValueWeights::parse(o.weights);
+  de.selection.class_balance = !o.no_class_balance;
+  de.selection.seed = o.seed;
+  de.pruning.seed = o.seed;
+  check(o.mix == "both" || o.mix == "cutmix" || o.mix == "mixup", "--mix must be both, cutmix or mixup");
+  de.augment_config.cutmix = o.mix != "mixup";
+  de.augment_config.mixup = o.mix != "cutmix";
+  de.validate();
+  check(o.resume.empty() || !de.active(),
+        "--resume cannot be combined with --select, --augment or --prune yet; train again from the start");
+  check(o.selection_out.empty() || !de.select.empty(), "--selection-out needs --select");
 
   // A resumed run repeats the checkpoint's data, split, seed and batch size,
   // whatever the command line says, so it continues exactly.
@@ -106,14 +125,36 @@ void run_train(TrainOptions o) {
   } else {
     model = build_model(o.model, train->sample_shape(), outputs, o.seed);
   }
-  TrainConfig config = make_config(o, batches);
+  TrainConfig config = with_augmentation(make_config(o, batches), de);
   if (!o.resume.empty()) {
     // Resume with the checkpoint's settings; only the epoch count may grow.
     saved.epochs = o.epochs;
     saved.schedule.total = static_cast<int64_t>(o.epochs) * batches;
     config = saved;
   }
+  Progress progress(o.json ? Progress::Mode::silent : Progress::detect(o.quiet));
+  DataEfficiencySetup efficiency;
+  if (de.active() || !o.scores_out.empty()) {
+    de.want_scores = !o.scores_out.empty();
+    efficiency = prepare_data_efficiency(de, model, train, make_config(o, batches), [&](const StepProgress& s) {
+      progress.update(fmt::format("proxy epoch {}/{}", s.epoch, de.valuation.proxy_epochs), s.batch, s.batches,
+                      fmt::format("loss {:.4f} acc {:.4f}", s.loss, s.accuracy), s.elapsed_s);
+    });
+    progress.finish();
+    if (de.augment != "value-aware") efficiency.row_values.clear();
+    if (!o.scores_out.empty()) write_scores_csv(o.scores_out, efficiency.valuation->scores);
+    if (!o.selection_out.empty()) {
+      SampleScores labels_only;  // random selection computes no scores: the CSV gets labels and value 0
+      if (!efficiency.valuation) {
+        labels_only.resize(train->size());
+        std::copy_n(train->targets().data<int64_t>(), train->size(), labels_only.label.begin());
+      }
+      write_selection_csv(o.selection_out, *efficiency.selection,
+                          efficiency.valuation ? efficiency.valuation->scores : labels_only);
+    }
+  }
   Trainer trainer(model, task, outputs, config);
+  efficiency.apply(trainer);
   // LEANAI_PROFILE=1: per-node forward/backward time on stderr after training.
   const bool profile = std::getenv("LEANAI_PROFILE") != nullptr;
   trainer.executor().set_profiling(profile);
@@ -128,7 +169,6 @@ void run_train(TrainOptions o) {
                {"val_fraction", o.val_fraction},
                {"data", data_info(o.data, data, o.seed)}};
 
-  Progress progress(o.json ? Progress::Mode::silent : Progress::detect(o.quiet));
   trainer.on_step = [&](const StepProgress& s) {
     progress.update(fmt::format("epoch {}/{}", s.epoch, o.epochs), s.batch, s.batches,
                     task == Task::classification
@@ -169,16 +209,31 @@ void run_train(TrainOptions o) {
       std::fprintf(stderr, "profile node %3d %-14s forward %9.1f ms  backward %9.1f ms  (%lld calls)\n", t.node,
                    t.op.c_str(), t.forward_ms, t.backward_ms, static_cast<long long>(t.calls));
   EvalResult test = evaluate(model, *data.splits.test);
+  // Compute actually spent, for comparisons at equal cost: rows trained on
+  // (sample-gradient steps), plus the proxy run's when values were computed.
+  const int64_t proxy_samples = efficiency.valuation ? efficiency.valuation->proxy_samples : 0;
+  const int64_t full_samples = static_cast<int64_t>(o.epochs) * train->size();
+  json compute = {{"samples_seen", trainer.samples_seen()},
+                  {"sample_gradient_steps", trainer.samples_seen() + proxy_samples},
+                  {"proxy_sample_gradient_steps", proxy_samples},
+                  {"full_data_sample_gradient_steps", full_samples},
+                  {"share_of_full_data", static_cast<double>(trainer.samples_seen() + proxy_samples) / full_samples}};
+  if (de.active()) compute["data_efficiency"] = efficiency.summary();
   info["training"] = {{"config", trainer.config().to_json()}, {"epochs", epochs}, {"train_seconds", train_seconds},
+                      {"compute", compute},
                       {"test", {{"loss", test.loss}, {"accuracy", test.accuracy}, {"mae", test.mae}}}};
   save_model(o.out, model, info);
   json result = {{"event", "result"}, {"out", o.out}, {"epochs", trainer.epochs_done()}, {"train_seconds", train_seconds},
-                 {"test", test.to_json()}};
+                 {"compute", compute}, {"test", test.to_json()}};
   if (o.json) {
     print_json(result);
   } else if (task == Task::classification) {
     std::printf("test accuracy %.4f  loss %.4f  (%lld samples)  saved %s\n", test.accuracy, test.loss,
                 static_cast<long long>(test.count), o.out.c_str());
+    if (de.active())
+      std::printf("compute: %lld samples seen, %lld sample-gradient steps with the proxy run (%.1f%% of full data)\n",
+                static_cast<long long>(trainer.samples_seen()), static_cast<long long>(trainer.samples_seen() + proxy_samples),
+                100.0 * compute["share_of_full_data"].get<double>());
   } else {
     std::printf("test mse %.4f  mae %.4f  (%lld samples)  saved %s\n", test.loss, test.mae,
                 static_cast<long long>(test.count), o.out.c_str());
@@ -222,6 +277,36 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--seed", opt->seed, "random seed")->capture_default_str();
   cmd->add_flag("--json", opt->json, "JSON lines on stdout instead of text");
   cmd->add_flag("-q,--quiet", opt->quiet, "no progress output");
+
+  // Data-efficient training (classification).
+  DataEfficiencyOptions& de = opt->efficiency;
+  const std::string group = "Data-efficient training";
+  cmd->add_option("--select", de.select, "train on a subset: top (highest value), stratified (across value bands), random")
+      ->check(CLI::IsMember({"top", "stratified", "random"}))->group(group);
+  cmd->add_option("--keep", de.selection.keep, "--select: share of the training set kept")
+      ->check(CLI::Range(1e-6, 1.0))->capture_default_str()->group(group);
+  cmd->add_option("--scores", de.scores_path, "values from `leanai value` (CSV); without it a proxy run computes them")->group(group);
+  cmd->add_option("--proxy-epochs", de.valuation.proxy_epochs, "epochs of the proxy run that computes values")
+      ->check(CLI::Range(1, 1000))->capture_default_str()->group(group);
+  cmd->add_option("--weights", opt->weights, "value = weighted sum of score percentiles (entropy, grad_norm, el2n, forgetting)")
+      ->capture_default_str()->group(group);
+  cmd->add_option("--bands", de.selection.bands, "--select stratified: value bands")->check(CLI::Range(1, 100000))->capture_default_str()->group(group);
+  cmd->add_option("--hard-prune", de.selection.hard_prune, "--select stratified: share of highest-value samples dropped first")
+      ->check(CLI::Range(0.0, 0.99))->capture_default_str()->group(group);
+  cmd->add_flag("--no-class-balance", opt->no_class_balance, "--select: ignore classes (default: each class keeps its share)")->group(group);
+  cmd->add_option("--augment", de.augment, "none, light (crop/flip for all) or value-aware (CutMix/MixUp above --augment-threshold, crop/flip below)")
+      ->check(CLI::IsMember({"none", "light", "value-aware"}))->capture_default_str()->group(group);
+  cmd->add_option("--augment-threshold", de.augment_config.value_threshold, "value-aware: value at and above which samples are mixed")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str()->group(group);
+  cmd->add_option("--mix", opt->mix, "value-aware: both, cutmix or mixup")->check(CLI::IsMember({"both", "cutmix", "mixup"}))->capture_default_str()->group(group);
+  cmd->add_option("--prune", de.prune, "dynamic: skip a share of well-learned samples each epoch (InfoBatch)")
+      ->check(CLI::IsMember({"none", "dynamic"}))->capture_default_str()->group(group);
+  cmd->add_option("--prune-ratio", de.pruning.ratio, "--prune dynamic: probability of skipping a well-learned sample")
+      ->check(CLI::Range(0.0, 0.99))->capture_default_str()->group(group);
+  cmd->add_option("--prune-anneal", de.pruning.anneal, "--prune dynamic: final share of epochs on the full data")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str()->group(group);
+  cmd->add_option("--scores-out", opt->scores_out, "write the values used (CSV)")->group(group);
+  cmd->add_option("--selection-out", opt->selection_out, "write the chosen indices (CSV)")->group(group);
   cmd->callback([opt] { run_train(*opt); });
 }
 

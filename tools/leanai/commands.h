@@ -12,5 +12,6 @@ void add_info_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_import_command(CLI::App& app);
 void add_hw_command(CLI::App& app);
+void add_value_command(CLI::App& app);
 
 }  // namespace leanai::cli

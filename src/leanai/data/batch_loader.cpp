@@ -10,11 +10,14 @@ namespace leanai {
 
 namespace {
 
-int64_t count_batches(const Dataset* data, int64_t batch_size, bool drop_last) {
+int64_t count_batches(int64_t rows, int64_t batch_size, bool drop_last) {
+  return drop_last ? rows / batch_size : (rows + batch_size - 1) / batch_size;
+}
+
+const Dataset* checked(const Dataset* data, int64_t batch_size) {
   check(data != nullptr, "BatchLoader: no dataset given");
   check(batch_size >= 1, "BatchLoader: batch size must be at least 1, got " + std::to_string(batch_size));
-  const int64_t n = data->size();
-  return drop_last ? n / batch_size : (n + batch_size - 1) / batch_size;
+  return data;
 }
 
 // A seed of its own for each epoch, so epochs differ but replay exactly.
@@ -30,7 +33,8 @@ BatchLoader::BatchLoader(std::shared_ptr<const Dataset> data, int64_t batch_size
       batch_size_(batch_size),
       shuffle_(shuffle),
       seed_(seed),
-      num_batches_(count_batches(data_.get(), batch_size, drop_last)) {
+      drop_last_(drop_last) {
+  num_batches_ = count_batches(checked(data_.get(), batch_size)->size(), batch_size, drop_last);
   // No bigger than the dataset: a batch size above N only ever fills N rows.
   const int64_t rows = std::min(batch_size_, data_->size());
   Shape x_shape = data_->sample_shape();
@@ -52,11 +56,18 @@ BatchLoader::~BatchLoader() {
   worker_.join();  // a fill in progress finishes its one batch first
 }
 
-void BatchLoader::start_epoch(int epoch) {
+void BatchLoader::start_epoch(int epoch) { start_epoch(epoch, iota_indices(data_->size()), drop_last_); }
+
+void BatchLoader::start_epoch(int epoch, std::vector<int64_t> rows, bool drop_last) {
+  const int64_t n = data_->size();
+  for (int64_t r : rows)
+    check(r >= 0 && r < n, "BatchLoader: row " + std::to_string(r) + " is outside the dataset of " + std::to_string(n) +
+                               " samples");
   std::unique_lock<std::mutex> lock(mu_);
   // The worker may be filling a slot from the old order: let it finish.
   cv_.wait(lock, [this] { return slots_[0].state != SlotState::filling && slots_[1].state != SlotState::filling; });
-  order_ = iota_indices(data_->size());
+  order_ = std::move(rows);
+  num_batches_ = count_batches(static_cast<int64_t>(order_.size()), batch_size_, drop_last);
   if (shuffle_) {
     Rng rng(epoch_seed(seed_, epoch));
     shuffle_in_place(order_, rng);
@@ -96,6 +107,7 @@ bool BatchLoader::next(Batch& out) {
   out.x = full ? slot->x : slot->x.slice0(0, slot->rows);
   out.y = full ? slot->y : slot->y.slice0(0, slot->rows);
   out.size = slot->rows;
+  out.rows = order_.data() + slot->batch * batch_size_;
   return true;
 }
 
@@ -114,7 +126,7 @@ void BatchLoader::worker_loop() {
     const int64_t batch = next_to_fill_++;
     slot->state = SlotState::filling;
     slot->batch = batch;
-    slot->rows = std::min(batch_size_, data_->size() - batch * batch_size_);
+    slot->rows = std::min(batch_size_, static_cast<int64_t>(order_.size()) - batch * batch_size_);
     lock.unlock();
     std::exception_ptr failure;
     try {

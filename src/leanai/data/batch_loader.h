@@ -29,6 +29,7 @@ struct Batch {
   // call to next() or start_epoch() (copy with clone() to keep them).
   Tensor x, y;
   int64_t size = 0;  // rows; less than the batch size only for the last batch
+  const int64_t* rows = nullptr;  // the dataset indices of those rows (valid as long as x and y)
 };
 
 class BatchLoader {
@@ -44,10 +45,16 @@ class BatchLoader {
   // Starts (or restarts) an epoch. With shuffle, the order is a permutation
   // derived from (seed, epoch) only: the same epoch always has the same order.
   void start_epoch(int epoch);
+  // Starts an epoch over only `rows` (dataset indices: a selected subset, or
+  // what dynamic pruning keeps this epoch), shuffled the same seeded way.
+  // drop_last drops a final partial batch (the constructor's setting applies
+  // to start_epoch(epoch) only). Throws Error for a row outside the dataset.
+  void start_epoch(int epoch, std::vector<int64_t> rows, bool drop_last);
   // The next batch of the epoch; false when the epoch is over. Rethrows an
   // error raised while gathering. Throws Error before the first start_epoch.
   bool next(Batch& out);
 
+  // Batches in the current epoch (before the first start_epoch: in a full one).
   int64_t batches_per_epoch() const { return num_batches_; }
   int64_t batch_size() const { return batch_size_; }
   const Dataset& dataset() const { return *data_; }
@@ -69,7 +76,7 @@ class BatchLoader {
   const int64_t batch_size_;
   const bool shuffle_;
   const uint64_t seed_;
-  const int64_t num_batches_;
+  const bool drop_last_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -77,6 +84,7 @@ class BatchLoader {
   // worker reads it without the lock while it fills.
   Slot slots_[2];
   std::vector<int64_t> order_;
+  int64_t num_batches_ = 0;
   bool epoch_started_ = false;
   int64_t next_to_fill_ = 0;
   int64_t next_to_consume_ = 0;

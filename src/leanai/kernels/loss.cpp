@@ -58,8 +58,10 @@ class CrossEntropyKernel : public OpKernel {
     double total = 0.0;
     for (int64_t r = 0; r < rows_; ++r) {
       const int64_t label = labels[r];
-      check(label >= 0 && label < classes_, "label " + std::to_string(label) + " at row " + std::to_string(r) +
-                                                " is outside [0, " + std::to_string(classes_) + ")");
+      // Not check(): its message would be built for every row of every batch.
+      if (label < 0 || label >= classes_)
+        throw Error("label " + std::to_string(label) + " at row " + std::to_string(r) + " is outside [0, " +
+                    std::to_string(classes_) + ")");
       const float* xr = x + r * classes_;
       const float lse = log_sum_exp(xr, classes_);
       double row_loss = 0.0;

@@ -7,6 +7,7 @@
 
 #include "leanai/core/error.h"
 #include "leanai/data/batch_loader.h"
+#include "leanai/data/shuffle.h"
 #include "leanai/graph/passes/fuse_conv_blocks.h"
 
 namespace leanai {
@@ -32,6 +33,44 @@ int64_t count_correct(const Tensor& logits, const Tensor& labels, int64_t n) {
   return correct;
 }
 
+// Per-sample cross-entropy of logits [n, classes] against class ids or, when
+// soft is given, label distributions [n, classes].
+void per_sample_loss(const Tensor& logits, const int64_t* labels, const float* soft, int64_t n, float* out) {
+  const int64_t classes = logits.dim(1);
+  const float* x = logits.data<float>();
+  for (int64_t r = 0; r < n; ++r) {
+    const float* row = x + r * classes;
+    const float lse = log_sum_exp(row, classes);
+    if (!soft) {
+      out[r] = lse - row[labels[r]];
+      continue;
+    }
+    double loss = 0.0;
+    for (int64_t c = 0; c < classes; ++c) loss += soft[r * classes + c] * (lse - row[c]);
+    out[r] = static_cast<float>(loss);
+  }
+}
+
+json augment_to_json(const AugmentConfig& a) {
+  return {{"crop", a.crop},     {"pad", a.pad},           {"flip", a.flip},
+          {"mixup", a.mixup},   {"mixup_alpha", a.mixup_alpha}, {"cutmix", a.cutmix},
+          {"cutmix_alpha", a.cutmix_alpha}, {"value_threshold", a.value_threshold}, {"value_aware", a.value_aware}};
+}
+
+AugmentConfig augment_from_json(const json& j) {
+  AugmentConfig a;
+  a.crop = j.at("crop");
+  a.pad = j.at("pad");
+  a.flip = j.at("flip");
+  a.mixup = j.at("mixup");
+  a.mixup_alpha = j.at("mixup_alpha");
+  a.cutmix = j.at("cutmix");
+  a.cutmix_alpha = j.at("cutmix_alpha");
+  a.value_threshold = j.at("value_threshold");
+  a.value_aware = j.at("value_aware");
+  return a;
+}
+
 }  // namespace
 
 json TrainConfig::to_json() const {
@@ -44,7 +83,8 @@ json TrainConfig::to_json() const {
                         {"warmup", schedule.warmup}, {"total", schedule.total}, {"min_lr", schedule.min_lr}}},
           {"clip_norm", clip_norm},
           {"label_smoothing", label_smoothing},
-          {"seed", seed}};
+          {"seed", seed},
+          {"augment", augment ? augment_to_json(*augment) : json(nullptr)}};
 }
 
 TrainConfig TrainConfig::from_json(const json& j) {
@@ -59,12 +99,13 @@ TrainConfig TrainConfig::from_json(const json& j) {
   c.clip_norm = j.at("clip_norm");
   c.label_smoothing = j.at("label_smoothing");
   c.seed = j.at("seed");
+  if (j.contains("augment") && !j["augment"].is_null()) c.augment = augment_from_json(j["augment"]);
   return c;
 }
 
 json EpochStats::to_json() const {
   json j = {{"epoch", epoch}, {"train_loss", train_loss}, {"train_accuracy", train_accuracy},
-            {"seconds", seconds}, {"samples_per_s", samples_per_s}, {"lr", lr}};
+            {"seconds", seconds}, {"samples_per_s", samples_per_s}, {"samples", samples}, {"lr", lr}};
   if (has_val) {
     j["val_loss"] = val_loss;
     j["val_accuracy"] = val_accuracy;
@@ -147,10 +188,25 @@ Trainer::Trainer(Graph& model, Task task, int64_t num_outputs, TrainConfig confi
   const int logits = train_graph_.output();
   logits_id_ = logits;
   if (task == Task::classification) {
-    int labels = train_graph_.add_input("labels", {}, DType::i64);
-    train_graph_.set_output(
-        train_graph_.add("cross_entropy", {logits, labels}, {{"label_smoothing", config_.label_smoothing}}));
+    // Per-sample loss weights are always an input (ones unless a sample
+    // schedule rescales rows), so the graph does not depend on the schedule.
+    if (config_.augment) {
+      check(config_.label_smoothing == 0.0f, "label smoothing and augmentation with mixed labels cannot be combined");
+      int targets = train_graph_.add_input("targets", {num_outputs});
+      int weights = train_graph_.add_input("weights", {});
+      train_graph_.set_output(train_graph_.add("soft_cross_entropy", {logits, targets, weights}));
+    } else {
+      int labels = train_graph_.add_input("labels", {}, DType::i64);
+      int weights = train_graph_.add_input("weights", {});
+      train_graph_.set_output(train_graph_.add("cross_entropy", {logits, labels, weights},
+                                               {{"label_smoothing", config_.label_smoothing}}));
+    }
+    weights_ = Tensor::empty({config_.batch_size});
+    if (config_.augment) soft_labels_ = Tensor::empty({config_.batch_size, num_outputs});
+    losses_.resize(config_.batch_size);
+    batch_values_.resize(config_.batch_size);
   } else {
+    check(!config_.augment, "augmentation applies to classification only");
     int target = train_graph_.add_input("target", {num_outputs});
     train_graph_.set_output(train_graph_.add("mse", {logits, target}));
   }
@@ -163,35 +219,86 @@ Trainer::Trainer(Graph& model, Task task, int64_t num_outputs, TrainConfig confi
 
 Trainer::~Trainer() = default;
 
+void Trainer::set_sample_schedule(std::shared_ptr<SampleSchedule> schedule) {
+  check(task_ == Task::classification, "sample schedules (selection, dynamic pruning) apply to classification only");
+  schedule_ = std::move(schedule);
+}
+
 EpochStats Trainer::train_epoch(std::shared_ptr<const Dataset> train) {
   check(train->size() > 0, "the training set is empty");
   if (!loader_ || loader_data_ != train.get()) {
-    // A final batch of one sample would make batch-norm's batch variance
-    // undefined; drop it (the next epoch's shuffle puts that sample elsewhere).
-    const bool drop_last = train->size() % config_.batch_size == 1 && train->size() > 1;
-    loader_ = std::make_unique<BatchLoader>(train, config_.batch_size, true, config_.seed, drop_last);
+    loader_ = std::make_unique<BatchLoader>(train, config_.batch_size, true, config_.seed);
     loader_data_ = train.get();
   }
+  const bool classify = task_ == Task::classification;
+  if (config_.augment) {
+    check(train->sample_shape().size() == 3, "augmentation needs image data [channels, height, width], got samples " +
+                                                 shape_str(train->sample_shape()));
+    check(!config_.augment->value_aware || static_cast<int64_t>(row_values_.size()) == train->size(),
+          "value-aware augmentation needs one value per training row (" + std::to_string(train->size()) + "), got " +
+              std::to_string(row_values_.size()));
+  }
   BatchLoader& loader = *loader_;
-  loader.start_epoch(epochs_done_);
+  std::vector<int64_t> rows = schedule_ ? schedule_->rows(epochs_done_, config_.epochs) : iota_indices(train->size());
+  // A final batch of one sample would make batch-norm's batch variance
+  // undefined; drop it (the next epoch's shuffle puts that sample elsewhere).
+  const bool drop_last = rows.size() % static_cast<size_t>(config_.batch_size) == 1 && rows.size() > 1;
+  loader.start_epoch(epochs_done_, std::move(rows), drop_last);
+  // Augmentation draws depend on (seed, epoch) only, like the batch order.
+  Rng augment_rng(config_.seed ^ (0xa5a5a5a5a5a5a5a5ull + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(epochs_done_)));
   const int64_t batches = loader.batches_per_epoch();
   const auto t0 = Clock::now();
   double loss_sum = 0.0;
   int64_t correct = 0, seen = 0, batch_index = 0;
   Batch batch;
+  // The schedule advances by epoch progress, so an epoch with fewer batches
+  // (a subset, or rows skipped by dynamic pruning) still covers one epoch's
+  // share of it; with every row this is the step count.
+  const int64_t per_epoch = config_.schedule.total > 0 ? config_.schedule.total / config_.epochs : 0;
   while (loader.next(batch)) {
-    optimizer_->set_lr(lr_at(config_.schedule, config_.optimizer.lr, step_));
-    const Tensor& loss = executor_->forward({batch.x, batch.y});
-    const float loss_value = loss.data<float>()[0];
+    const int64_t position =
+        per_epoch > 0 ? epochs_done_ * per_epoch + batch_index * per_epoch / std::max<int64_t>(batches, 1) : step_;
+    optimizer_->set_lr(lr_at(config_.schedule, config_.optimizer.lr, position));
+    const int64_t n = batch.size;
+    const Tensor* loss_ptr = nullptr;
+    if (classify) {
+      Tensor w = weights_.slice0(0, n);
+      float* wp = w.data<float>();
+      for (int64_t i = 0; i < n; ++i) wp[i] = schedule_ ? schedule_->weight(batch.rows[i]) : 1.0f;
+      Tensor targets = batch.y;
+      if (config_.augment) {
+        const float* values = nullptr;
+        if (config_.augment->value_aware) {
+          for (int64_t i = 0; i < n; ++i) batch_values_[i] = row_values_[batch.rows[i]];
+          values = batch_values_.data();
+        }
+        targets = soft_labels_.slice0(0, n);
+        augment_batch(*config_.augment, batch.x, batch.y.data<int64_t>(), values, targets.dim(1), targets,
+                      augment_scratch_, augment_rng);
+      }
+      loss_ptr = &executor_->forward({batch.x, targets, w});
+    } else {
+      loss_ptr = &executor_->forward({batch.x, batch.y});
+    }
+    const float loss_value = loss_ptr->data<float>()[0];
     check(std::isfinite(loss_value), "training diverged: the loss became " + std::to_string(loss_value) +
                                          " at step " + std::to_string(step_) + "; lower the learning rate or clip gradients");
     executor_->backward();
     if (config_.clip_norm > 0.0) clip_grad_norm(params_, config_.clip_norm);
     optimizer_->step();
     ++step_;
-    loss_sum += static_cast<double>(loss_value) * batch.size;
-    if (task_ == Task::classification) correct += count_correct(executor_->value(logits_id_), batch.y, batch.size);
-    seen += batch.size;
+    loss_sum += static_cast<double>(loss_value) * n;
+    if (classify) {
+      const Tensor& logits = executor_->value(logits_id_);
+      correct += count_correct(logits, batch.y, n);
+      if (schedule_ || on_batch) {
+        per_sample_loss(logits, batch.y.data<int64_t>(), config_.augment ? soft_labels_.data<float>() : nullptr, n,
+                        losses_.data());
+        if (schedule_) schedule_->observe(batch.rows, n, losses_.data());
+        if (on_batch) on_batch({epochs_done_, batch.rows, n, &logits, &batch.y, losses_.data()});
+      }
+    }
+    seen += n;
     ++batch_index;
     if (on_step) {
       const double elapsed = seconds_since(t0);
@@ -200,9 +307,11 @@ EpochStats Trainer::train_epoch(std::shared_ptr<const Dataset> train) {
     }
   }
   ++epochs_done_;
+  samples_seen_ += seen;
   EpochStats s;
   s.epoch = epochs_done_;
   s.seconds = seconds_since(t0);
+  s.samples = seen;
   s.samples_per_s = seen / std::max(s.seconds, 1e-9);
   s.train_loss = loss_sum / std::max<int64_t>(seen, 1);
   s.train_accuracy = static_cast<double>(correct) / std::max<int64_t>(seen, 1);
@@ -213,13 +322,15 @@ EpochStats Trainer::train_epoch(std::shared_ptr<const Dataset> train) {
 std::map<std::string, Tensor> Trainer::state_tensors() const { return optimizer_->state(); }
 
 json Trainer::state_json() const {
-  return {{"epochs_done", epochs_done_}, {"step", step_}, {"rng", executor_->rng().state()}, {"config", config_.to_json()}};
+  return {{"epochs_done", epochs_done_}, {"step", step_}, {"samples_seen", samples_seen_},
+          {"rng", executor_->rng().state()}, {"config", config_.to_json()}};
 }
 
 void Trainer::restore(const std::map<std::string, Tensor>& tensors, const json& state) {
   try {
     epochs_done_ = state.at("epochs_done");
     step_ = state.at("step");
+    samples_seen_ = state.value("samples_seen", int64_t{0});
     executor_->rng().set_state(state.at("rng").get<std::array<uint64_t, 4>>());
     optimizer_->load_state(tensors);
   } catch (const json::exception& e) {

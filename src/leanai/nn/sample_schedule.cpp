@@ -31,7 +31,7 @@ std::vector<int64_t> DynamicPruning::rows(int epoch, int epochs) {
   std::fill(weight_.begin(), weight_.end(), 1.0f);
   // The last `anneal` share of epochs sees everything: InfoBatch's annealing,
   // which removes the small bias the rescaled gradient still carries.
-  const int full_from = static_cast<int>(std::ceil(epochs * (1.0 - cfg_.anneal)));
+  const int full_from = static_cast<int>(std::ceil(epochs * (1.0 - cfg_.anneal) - 1e-9));
   double sum = 0.0;
   int64_t count = 0;
   for (int64_t i = 0; i < n; ++i)

@@ -2,6 +2,8 @@
 // the batch loader and --data resolution.
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include "temp_dir.h"
 #include <unistd.h>
 
@@ -29,6 +31,7 @@
 
 namespace fs = std::filesystem;
 using namespace leanai;
+using leanai::test_support::expect_error;
 
 namespace {
 
@@ -55,22 +58,6 @@ std::vector<uint8_t> idx_header(uint8_t code, const std::vector<uint32_t>& dims)
   for (uint32_t d : dims)
     for (int shift = 24; shift >= 0; shift -= 8) h.push_back(static_cast<uint8_t>(d >> shift));
   return h;
-}
-
-// Runs fn, expects a leanai::Error whose one-line message holds every part.
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "message spans lines: " << msg;
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-    return;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected leanai::Error, got another exception: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "expected leanai::Error, nothing was thrown";
 }
 
 // CsvOptions for a label column (GCC 12 warns on designated initializers

@@ -4,6 +4,8 @@
 // Trainer's sample schedules and augmentation end to end on small data.
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -25,18 +27,9 @@
 #include "leanai/nn/valuation.h"
 
 using namespace leanai;
+using leanai::test_support::expect_error;
 
 namespace {
-
-void expect_error(const std::function<void()>& fn, std::initializer_list<const char*> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected leanai::Error";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const char* p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "missing '" << p << "' in: " << msg;
-  }
-}
 
 // Two Gaussian blobs per class in `dim` dimensions; the first `flipped` rows
 // get a wrong label (the hard, likely-mislabeled samples a value score should find).

@@ -2,6 +2,8 @@
 // the scores / selection CSV files.
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -20,25 +22,10 @@
 #include "temp_dir.h"
 
 using namespace leanai;
+using leanai::test_support::expect_error;
 using leanai::test_support::TempDir;
 
 namespace {
-
-// Runs fn, expects a leanai::Error whose one-line message holds every part.
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "message spans lines: " << msg;
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-    return;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected leanai::Error, got another exception: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "expected leanai::Error, nothing was thrown";
-}
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);

@@ -4,6 +4,8 @@
 // and a regression fit with a known answer.
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include "temp_dir.h"
 #include <stdlib.h>
 
@@ -34,21 +36,11 @@
 
 namespace fs = std::filesystem;
 using namespace leanai;
+using leanai::test_support::expect_error;
 
 namespace {
 
 using leanai::test_support::TempDir;
-
-// Runs fn and checks it throws leanai::Error whose message has every part.
-void expect_error(const std::function<void()>& fn, std::initializer_list<const char*> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected leanai::Error";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const char* p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "missing '" << p << "' in: " << msg;
-  }
-}
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
   return a.dtype() == b.dtype() && a.shape() == b.shape() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;

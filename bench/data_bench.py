@@ -9,10 +9,12 @@ the arm is the augmentation itself):
                         stratified rank by value = 0.6 entropy + 0.4 grad_norm
                         from `leanai value` (a 2-epoch proxy run per seed, whose
                         cost is counted in those arms' sample-gradient steps)
-  full-steps @ keep k   every sample for round(k * EPOCHS) epochs: the full
-                        data at (about) the subset's sample-gradient steps
-  dynamic r=0.5 / 0.7   InfoBatch-style pruning, EPOCHS epochs, last 10% on all data
-  full-steps @ dynamic  every sample for the epochs dynamic pruning's steps buy
+  full @ 2, 4, 6 epochs every sample for fewer epochs: with `full` these give
+                        the full-data accuracy as a function of sample-gradient
+                        steps; every other arm is compared with it at its own
+                        steps (linear interpolation between those runs)
+  dynamic r=0.7         InfoBatch-style pruning, EPOCHS epochs, the last
+                        epoch on all data
   light / value-aware   augmentation arms on the 30% stratified subset (crop+flip
                         for all vs CutMix/MixUp for value >= 0.7, crop+flip below)
 
@@ -31,12 +33,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LEANAI = os.environ.get("LEANAI", os.path.join(ROOT, "build", "leanai"))
 OUT = os.environ.get("OUT", os.path.join(HERE, "out"))
-EPOCHS = int(os.environ.get("EPOCHS", "10"))
+EPOCHS = int(os.environ.get("EPOCHS", "8"))
 SEEDS = int(os.environ.get("SEEDS", "3"))
 THREADS = os.environ.get("THREADS", "2")
 KEEPS = [0.7, 0.5, 0.3]
 HARD_PRUNE = {0.7: 0.0, 0.5: 0.0, 0.3: 0.1}
-RATIOS = [0.5, 0.7]
+RATIOS = [float(r) for r in os.environ.get("RATIOS", "0.7").split(",")]
+CURVE = [2, 4, 6]  # shorter full-data runs (epochs)
 os.makedirs(OUT, exist_ok=True)
 results_path = os.path.join(OUT, "data_results.jsonl")
 COMMON = ["--model", "cnn-bn", "--data", "fashion-mnist", "--optimizer", "adamw", "--lr", "2e-3", "--schedule", "cosine",
@@ -96,19 +99,20 @@ def value(seed):
     return path, done[key]["proxy_steps"]
 
 
+ANNEAL = f"{1.0 / EPOCHS + 1e-3:.4f}"  # the last epoch on all data
 for seed in range(SEEDS):
-    full = train("full", 1.0, seed, EPOCHS, [])
+    train("full", 1.0, seed, EPOCHS, [])
     scores, proxy = value(seed)
     for keep in KEEPS:
         train("random", keep, seed, EPOCHS, ["--select", "random", "--keep", str(keep)])
         train("top", keep, seed, EPOCHS, ["--select", "top", "--keep", str(keep), "--scores", scores], proxy)
         train("stratified", keep, seed, EPOCHS, ["--select", "stratified", "--keep", str(keep), "--scores", scores,
                                                   "--hard-prune", str(HARD_PRUNE[keep])], proxy)
-        train("full-steps", keep, seed, max(1, round(keep * EPOCHS)), [])
+    for epochs in CURVE:
+        train("full", epochs / EPOCHS, seed, epochs, [])
     for ratio in RATIOS:
-        d = train("dynamic", ratio, seed, EPOCHS, ["--prune", "dynamic", "--prune-ratio", str(ratio),
-                                                   "--prune-anneal", "0.1"])
-        train("full-steps-dynamic", ratio, seed, max(1, round(d["share_of_full"] * EPOCHS)), [])
+        train("dynamic", ratio, seed, EPOCHS, ["--prune", "dynamic", "--prune-ratio", str(ratio),
+                                               "--prune-anneal", ANNEAL])
     for aug in ["light", "value-aware"]:
         train("stratified+" + aug, 0.3, seed, EPOCHS, ["--select", "stratified", "--keep", "0.3", "--scores", scores,
                                                       "--hard-prune", "0.1", "--augment", aug], proxy)
@@ -129,12 +133,29 @@ def cell(s):
     return f"{s['mean']:.2f} ± {s['sd']:.2f}" if s else "-"
 
 
+def full_at(share):
+    """Full-data accuracy (mean over seeds) at a share of full training's steps, interpolated."""
+    pts = sorted((stats("full", e / EPOCHS)["share"], stats("full", e / EPOCHS)["mean"]) for e in CURVE + [EPOCHS])
+    if share <= pts[0][0]:
+        return pts[0][1], share < pts[0][0]
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if share <= x1:
+            return y0 + (y1 - y0) * (share - x0) / (x1 - x0), False
+    return pts[-1][1], share > pts[-1][0]
+
+
+def vs_full_at(s):
+    acc, outside = full_at(s["share"])
+    return f"{s['mean'] - acc:+.2f}{' (beyond the curve)' if outside else ''}"
+
+
 lines = []
 full = stats("full", 1.0)
 lines.append(f"### Equal epochs ({EPOCHS}), test accuracy % (mean ± sd over {SEEDS} seeds)\n")
-lines.append("| arm | keep | accuracy | vs full | vs random | sample-gradient steps (share of full; with proxy) | wall s (median) |")
-lines.append("|---|---|---|---|---|---|---|")
-lines.append(f"| full | 100% | {cell(full)} | - | - | 100% | {full['wall']:.0f} |")
+lines.append("| arm | keep | accuracy | vs full | vs random | sample-gradient steps: training; with proxy | "
+             "vs full data at equal steps | wall s (median) |")
+lines.append("|---|---|---|---|---|---|---|---|")
+lines.append(f"| full | 100% | {cell(full)} | - | - | 100% | - | {full['wall']:.0f} |")
 for keep in KEEPS:
     rnd = stats("random", keep)
     for arm in ["random", "top", "stratified", "stratified+light", "stratified+value-aware"]:
@@ -142,23 +163,22 @@ for keep in KEEPS:
         if not s:
             continue
         lines.append(f"| {arm} | {int(keep * 100)}% | {cell(s)} | {s['mean'] - full['mean']:+.2f} | "
-                     f"{s['mean'] - rnd['mean']:+.2f} | {100 * s['share_no_proxy']:.0f}%; {100 * s['share']:.0f}% | {s['wall']:.0f} |")
-lines.append(f"\n### Equal sample-gradient steps: the subset arms vs every sample for fewer epochs\n")
-lines.append("| budget | full data, fewer epochs | random | top | stratified |")
-lines.append("|---|---|---|---|---|")
-for keep in KEEPS:
-    fs = stats("full-steps", keep)
-    lines.append(f"| {int(keep * 100)}% of full ({fs['epochs']} full epochs) | {cell(fs)} | {cell(stats('random', keep))} | "
-                 f"{cell(stats('top', keep))} (+proxy) | {cell(stats('stratified', keep))} (+proxy) |")
-lines.append(f"\n### Dynamic pruning ({EPOCHS} epochs, final 10% on all data)\n")
-lines.append("| prune ratio | accuracy | vs full | sample-gradient steps saved | full data at equal steps | wall s (median) |")
+                     f"{s['mean'] - rnd['mean']:+.2f} | {100 * s['share_no_proxy']:.0f}%; {100 * s['share']:.0f}% | "
+                     f"{vs_full_at(s)} | {s['wall']:.0f} |")
+lines.append("\n### Full data for fewer epochs (the equal-steps reference)\n")
+lines.append("| epochs | share of full steps | accuracy |")
+lines.append("|---|---|---|")
+for e in CURVE + [EPOCHS]:
+    s = stats("full", e / EPOCHS)
+    lines.append(f"| {e} | {100 * s['share']:.0f}% | {cell(s)} |")
+lines.append(f"\n### Dynamic pruning ({EPOCHS} epochs, the last on all data)\n")
+lines.append("| prune ratio | accuracy | vs full | sample-gradient steps saved | vs full data at equal steps | wall s (median) |")
 lines.append("|---|---|---|---|---|---|")
 for ratio in RATIOS:
-    d, fs = stats("dynamic", ratio), stats("full-steps-dynamic", ratio)
-    if not d:
-        continue
-    lines.append(f"| {ratio} | {cell(d)} | {d['mean'] - full['mean']:+.2f} | {100 * (1 - d['share']):.1f}% | "
-                 f"{cell(fs)} ({fs['epochs']} epochs) | {d['wall']:.0f} |")
+    d = stats("dynamic", ratio)
+    if d:
+        lines.append(f"| {ratio} | {cell(d)} | {d['mean'] - full['mean']:+.2f} | {100 * (1 - d['share']):.1f}% | "
+                     f"{vs_full_at(d)} | {d['wall']:.0f} |")
 table = "\n".join(lines) + "\n"
 with open(os.path.join(OUT, "data_table.md"), "w") as f:
     f.write(table)

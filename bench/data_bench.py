@@ -23,7 +23,7 @@ cosine, batch 128 (the cnn-bn settings of docs/benchmarks.md); stratified's
 hard-prune share is the CCS paper's choice per rate (0 at 30% and 50% pruning,
 0.1 at 70%), not tuned here.
 
-Run via bench/data_bench.sh. Env: EPOCHS (10), SEEDS (3), THREADS (2),
+Run via bench/data_bench.sh. Env: EPOCHS (8), SEEDS (3), THREADS (2), RATIOS (0.7),
 LEANAI (build/leanai), OUT (bench/out). Writes $OUT/data_results.jsonl
 (one line per run) and $OUT/data_table.md; prints the tables.
 """

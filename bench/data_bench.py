@@ -19,9 +19,10 @@ the arm is the augmentation itself):
                         for all vs CutMix/MixUp for value >= 0.7, crop+flip below)
 
 Hyper-parameters were fixed before any test-set number was seen: AdamW 2e-3,
-cosine, batch 128 (the cnn-bn settings of docs/benchmarks.md); stratified's
-hard-prune share is the CCS paper's choice per rate (0 at 30% and 50% pruning,
-0.1 at 70%), not tuned here.
+cosine, batch 128 (the cnn-bn settings of docs/benchmarks.md). Stratified's
+hard-prune share was fixed a priori, not tuned: CCS drops the hardest samples
+only at high pruning rates (its README's example uses 0.3 at 90% pruning), so
+0 at 30% and 50% pruning and 0.1 at 70%.
 
 Run via bench/data_bench.sh. Env: EPOCHS (8), SEEDS (3), THREADS (2), RATIOS (0.7),
 LEANAI (build/leanai), OUT (bench/out). Writes $OUT/data_results.jsonl

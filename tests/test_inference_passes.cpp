@@ -5,11 +5,13 @@
 #include "graph_fixtures.h"
 #include "leanai/core/error.h"
 #include "leanai/graph/executor.h"
+#include "leanai/graph/passes/compact_gates.h"
 #include "leanai/graph/passes/fold_batchnorm.h"
 #include "leanai/graph/passes/fold_constants.h"
 #include "leanai/graph/passes/fuse_post_ops.h"
 #include "leanai/graph/passes/optimize_for_inference.h"
 #include "leanai/graph/passes/remove_identities.h"
+#include "leanai/sparse/insert_gates.h"
 
 namespace leanai {
 namespace {
@@ -115,6 +117,24 @@ TEST(FusePostOps, FusedNodesRefuseTraining) {
   Executor ex(f);
   ex.set_training(true);
   EXPECT_THROW(ex.forward({random_tensor({2, 20}, 1)}), Error);
+}
+
+// Gates after the inner ReLU of each block are compacted (conv1 -> bn1 ->
+// relu -> gate -> conv2); those after a residual add, or read by two
+// convolutions, stay in place. (tests/test_gates.cpp covers the pass in depth.)
+TEST(CompactGates, CompactsBlockInnerGatesAndLeavesResidualOnes) {
+  Graph g = with_gates(residual_net(), 0.5, 1);
+  for (auto& [name, p] : g.params())
+    if (name.ends_with(".gates")) p.value.copy_from(random_tensor(p.value.shape(), 40));
+  ASSERT_EQ(count_op(g, "neuron_gate"), 5);
+  Graph c = compact_gates(g);
+  EXPECT_EQ(count_op(c, "neuron_gate"), 3);
+  EXPECT_EQ(c.params().at("layer1.conv2.weight").value.shape(), (Shape{8, 4, 3, 3}));
+  EXPECT_EQ(c.params().at("layer2.bn1.running_var").value.shape(), (Shape{8}));
+  EXPECT_LT(output_difference(g, c, residual_input()), kTolerance);
+  Graph o = optimize_for_inference(g);
+  EXPECT_EQ(count_op(o, "neuron_gate"), 3);
+  EXPECT_LT(output_difference(g, o, residual_input()), kTolerance);
 }
 
 TEST(OptimizeForInference, WholePipelineKeepsOutputs) {

@@ -53,6 +53,7 @@ enum class Fill {
   Wide,          // N(0, 40^2): exp() of these overflows float unless the max is subtracted
   AwayFromKinks, // N(0, 1), resampled within 0.05 of 0 and +-0.5 (clip's bounds in the cases below)
   Simplex,       // rows (last axis) of values in [0, 1) summing to 1: label distributions
+  Constant,      // every element Operand::value (a gate's sparsity)
 };
 
 struct Operand {
@@ -62,6 +63,7 @@ struct Operand {
   Fill fill = Fill::Normal;
   int64_t classes = 0;  // Fill::Labels
   bool grad = true;     // false: the op takes no gradient for it (loss weights, soft targets)
+  float value = 0.0f;   // Fill::Constant
 };
 
 // A reference result: shape and values in double.
@@ -92,6 +94,11 @@ Operand param(const std::string& name, Shape s, Fill f = Fill::Normal) { return 
 Operand buffer(const std::string& name, Shape s, Fill f = Fill::Normal) { return {name, std::move(s), Kind::Buffer, f}; }
 Operand labels(const std::string& name, int64_t n, int64_t classes) {
   return {name, {n}, Kind::Input, Fill::Labels, classes};
+}
+Operand constant_buffer(const std::string& name, Shape s, float value) {
+  Operand o{name, std::move(s), Kind::Buffer, Fill::Constant};
+  o.value = value;
+  return o;
 }
 // An f32 operand the op treats as data: left out of the gradient check.
 Operand no_grad(Operand o) {
@@ -152,6 +159,9 @@ Tensor make_operand(const Operand& o, Rng& rng) {
       }
       break;
     }
+    case Fill::Constant:
+      for (int64_t i = 0; i < n; ++i) p[i] = o.value;
+      break;
     case Fill::Labels:
       break;
   }
@@ -578,6 +588,30 @@ Ref ref_mse(const std::vector<Tensor>& in, bool) {
   return Ref{{}, {s / in[0].numel()}};
 }
 
+// neuron_gate: channel c is off when at least k = floor(s * C) channels come
+// before it in (gate value, index) order; computed by counting, O(C^2), apart
+// from the kernel's selection. The cases use sparsities exact in binary.
+std::vector<bool> ref_gate_on(const Tensor& gates, double s) {
+  const int64_t C = gates.numel();
+  const auto k = static_cast<int64_t>(std::floor(s * C));
+  std::vector<bool> on(C);
+  for (int64_t c = 0; c < C; ++c) {
+    int64_t before = 0;
+    for (int64_t j = 0; j < C; ++j) before += F(gates)[j] < F(gates)[c] || (F(gates)[j] == F(gates)[c] && j < c);
+    on[c] = before >= k;
+  }
+  return on;
+}
+
+Ref ref_neuron_gate(const std::vector<Tensor>& in, bool) {
+  const Tensor& x = in[0];
+  const int64_t C = x.dim(1), inner = x.numel() / (x.dim(0) * C);
+  const std::vector<bool> on = ref_gate_on(in[1], F(in[2])[0]);
+  Ref r{x.shape(), {}};
+  for (int64_t i = 0; i < x.numel(); ++i) r.v.push_back(on[(i / inner) % C] ? F(x)[i] : 0.0);
+  return r;
+}
+
 // ---------------------------------------------------------------------------
 // The cases
 // ---------------------------------------------------------------------------
@@ -773,6 +807,19 @@ std::vector<OpCase> all_cases() {
   v.push_back({"mse", "mse", {}, {in("pred", {3, 4}), in("target", {3, 4})}, ref_mse});
   v.push_back({"mse_param_target", "mse", {}, {in("pred", {2, 3, 2}), param("target", {2, 3, 2})}, ref_mse});
 
+  // neuron_gate: the gradient check covers x; the gates' straight-through
+  // gradient is not a finite difference of anything (the mask is a step
+  // function) and has its own test, NeuronGate.GatesGetStraightThroughGradient.
+  v.push_back({"neuron_gate_2d", "neuron_gate", {},
+               {in("x", {4, 8}), no_grad(param("gates", {8}, Fill::Distinct)), constant_buffer("sparsity", {1}, 0.75f)},
+               ref_neuron_gate});
+  v.push_back({"neuron_gate_4d", "neuron_gate", {},
+               {in("x", {2, 4, 3, 3}), no_grad(param("gates", {4}, Fill::Distinct)), constant_buffer("sparsity", {1}, 0.5f)},
+               ref_neuron_gate});
+  v.push_back({"neuron_gate_sparsity0", "neuron_gate", {},
+               {in("x", {3, 5}), no_grad(param("gates", {5}, Fill::Distinct)), constant_buffer("sparsity", {1}, 0.0f)},
+               ref_neuron_gate});
+
   // Large enough (> 65536 elements) to take the kernels' OpenMP-parallel paths; each forward
   // costs more, so the gradient check samples 16 elements per tensor.
   std::vector<OpCase> large;
@@ -788,6 +835,10 @@ std::vector<OpCase> all_cases() {
   large.push_back({"large_log_softmax_axis1", "log_softmax", {{"axis", 1}}, {in("x", {64, 40, 32})}, ref_softmax(1, true)});
   large.push_back({"large_layernorm", "layernorm", {}, {in("x", {600, 128}), param("gamma", {128}), param("beta", {128})}, ref_layernorm});
   large.push_back({"large_global_avgpool", "global_avgpool", {}, {in("x", {4, 8, 48, 48})}, ref_global_avgpool});
+  large.push_back({"large_neuron_gate_4d", "neuron_gate", {},
+                   {in("x", {32, 16, 24, 24}), no_grad(param("gates", {16}, Fill::Distinct)),
+                    constant_buffer("sparsity", {1}, 0.25f)},
+                   ref_neuron_gate});
   large.push_back({"large_linear", "linear", {}, {in("x", {512, 16}), param("weight", {160, 16}), param("bias", {160})}, ref_linear});
 
   for (OpCase& k : large) {
@@ -1001,6 +1052,124 @@ TEST(BatchNorm, MomentumAttribute) {
   for (int n = 0; n < 4; ++n) mean += F(x)[n * 2];
   mean /= 4;
   EXPECT_NEAR(F(g.param("running_mean").value)[0], 0.5 * mean, 1e-6);
+}
+
+// ---------------------------------------------------------------------------
+// Neuron gate: the mask rule, the straight-through gradient, errors
+// ---------------------------------------------------------------------------
+
+// x -> neuron_gate(x, gates, sparsity); `gates` and `sparsity` share storage
+// with the graph's parameters, so writing into them changes the next forward.
+struct GateGraph {
+  Graph g;
+  Tensor gates, sparsity;
+  GateGraph(const Shape& sample, const std::vector<float>& gate_values, float s)
+      : gates(Tensor::from_vector({static_cast<int64_t>(gate_values.size())}, gate_values)),
+        sparsity(Tensor::full({1}, s)) {
+    int x = g.add_input("x", sample);
+    g.set_output(g.add("neuron_gate", {x, g.add_param("gates", gates), g.add_param("sparsity", sparsity, false)}));
+  }
+};
+
+// The channels the op lets through, read from its output on x = 1.
+std::vector<bool> channels_on(Executor& ex, int64_t channels) {
+  const Tensor& y = ex.forward({Tensor::full({1, channels}, 1.0f)});
+  std::vector<bool> on;
+  for (int64_t c = 0; c < channels; ++c) on.push_back(y.data<float>()[c] == 1.0f);
+  return on;
+}
+
+TEST(NeuronGate, MaskFollowsTheQuantileRuleWithTies) {
+  GateGraph gg({6}, {0.3f, -1.0f, 0.3f, 2.0f, 0.3f, 0.5f}, 0.5f);
+  Executor ex(gg.g);
+  // k = 3 off: -1 (channel 1), then of the three tied at 0.3 the lower indices 0 and 2.
+  EXPECT_EQ(channels_on(ex, 6), (std::vector<bool>{false, false, false, true, true, true}));
+  gg.sparsity.fill(0.34f);  // k = floor(2.04) = 2
+  EXPECT_EQ(channels_on(ex, 6), (std::vector<bool>{false, false, true, true, true, true}));
+  gg.sparsity.fill(0.0f);  // nothing off
+  EXPECT_EQ(channels_on(ex, 6), std::vector<bool>(6, true));
+  gg.sparsity.fill(0.99f);  // k = 5: only the largest gate stays
+  EXPECT_EQ(channels_on(ex, 6), (std::vector<bool>{false, false, false, true, false, false}));
+
+  GateGraph equal({4}, {1.0f, 1.0f, 1.0f, 1.0f}, 0.5f);  // all tied: the lower half goes
+  Executor ex2(equal.g);
+  EXPECT_EQ(channels_on(ex2, 4), (std::vector<bool>{false, false, true, true}));
+}
+
+TEST(NeuronGate, ExactlyCMinusFloorSCChannelsStayOn) {
+  Rng rng(11);
+  for (int64_t C : {1, 3, 7, 10, 64, 100}) {
+    std::vector<float> values(C);
+    for (float& v : values) v = 0.5f * static_cast<float>(rng.below(3));  // many ties
+    GateGraph gg({C}, values, 0.0f);
+    Executor ex(gg.g);
+    for (double s : {0.0, 0.1, 0.25, 0.3, 0.5, 0.7, 0.9, 0.99}) {
+      gg.sparsity.fill(static_cast<float>(s));
+      const std::vector<bool> on = channels_on(ex, C);
+      // The decimal s (0.7 of 10 is 7), although the buffer holds the f32 0.69999999.
+      const auto off = static_cast<int64_t>(std::floor(s * C + 1e-9));
+      EXPECT_EQ(std::count(on.begin(), on.end(), true), C - off) << "C " << C << ", s " << s;
+    }
+  }
+}
+
+TEST(NeuronGate, GatesGetStraightThroughGradient) {
+  for (Shape shape : {Shape{5, 6}, Shape{3, 4, 2, 3}}) {
+    SCOPED_TRACE(shape_str(shape));
+    const int64_t N = shape[0], C = shape[1], inner = shape_numel(shape) / (N * C);
+    std::vector<float> values;
+    for (int64_t c = 0; c < C; ++c) values.push_back(static_cast<float>((c * 7) % C));  // distinct, shuffled
+    GateGraph gg(Shape(shape.begin() + 1, shape.end()), values, 0.5f);
+    const Tensor x = random_tensor(shape, 21), R = random_tensor(shape, 22);
+    Executor ex(gg.g);
+    ex.set_training(true);
+    ex.set_input_grads(true);
+    ex.forward({x});
+    ex.backward(R);
+    const std::vector<bool> on = ref_gate_on(gg.gates, 0.5);
+    int64_t off = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      double expected = 0;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t i = 0; i < inner; ++i) expected += F(R)[(n * C + c) * inner + i] * F(x)[(n * C + c) * inner + i];
+      // Every gate, on or off, gets sum(dy * x): an off gate can come back.
+      EXPECT_NEAR(F(ex.grad("gates"))[c], expected, 1e-5 * (1 + std::abs(expected))) << "channel " << c;
+      EXPECT_NE(F(ex.grad("gates"))[c], 0.0f) << "channel " << c;
+      off += !on[c];
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t i = 0; i < inner; ++i) {
+          const int64_t j = (n * C + c) * inner + i;
+          ASSERT_EQ(F(ex.input_grad(0))[j], on[c] ? F(R)[j] : 0.0f) << "dx at " << j;
+        }
+    }
+    EXPECT_EQ(off, C / 2);
+    EXPECT_THROW(ex.grad("sparsity"), Error);  // a buffer: no gradient
+  }
+}
+
+TEST(NeuronGate, CountsNoFlops) {
+  GateGraph gg({2, 3, 3}, {1.0f, 2.0f}, 0.5f);
+  Executor ex(gg.g);
+  EXPECT_EQ(ex.flops_per_sample(), 0.0);
+}
+
+TEST(NeuronGate, BadSparsityGatesAndShapesThrow) {
+  for (float s : {1.0f, -0.1f, 1.5f, std::nanf("")}) {
+    GateGraph gg({3}, {1.0f, 2.0f, 3.0f}, s);
+    Executor ex(gg.g);
+    EXPECT_THROW(ex.forward({Tensor::full({2, 3}, 1.0f)}), Error) << "sparsity " << s;
+  }
+  GateGraph nan_gate({3}, {1.0f, std::nanf(""), 3.0f}, 0.5f);
+  Executor ex(nan_gate.g);
+  EXPECT_THROW(ex.forward({Tensor::full({2, 3}, 1.0f)}), Error);
+
+  GateGraph wrong_count({4}, {1.0f, 2.0f, 3.0f}, 0.5f);  // 3 gates for 4 channels
+  Executor ex2(wrong_count.g);
+  EXPECT_THROW(ex2.forward({Tensor::full({2, 4}, 1.0f)}), Error);
+
+  GateGraph wrong_rank({2, 3}, {1.0f, 2.0f}, 0.5f);  // [N, C, L]: neither [N, C] nor [N, C, H, W]
+  Executor ex3(wrong_rank.g);
+  EXPECT_THROW(ex3.forward({Tensor::full({1, 2, 3}, 1.0f)}), Error);
 }
 
 // ---------------------------------------------------------------------------

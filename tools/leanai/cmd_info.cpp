@@ -1,5 +1,7 @@
 // leanai info: layers, parameters, FLOPs per sample and size of a saved model
-// or a preset.
+// or a preset. For a gated model (neuron_gate), also the active FLOPs: those
+// of the model once compact_gates has removed the switched-off neurons.
+#include <algorithm>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -8,6 +10,7 @@
 #include "commands.h"
 #include "leanai/core/error.h"
 #include "leanai/graph/executor.h"
+#include "leanai/graph/passes/compact_gates.h"
 #include "leanai/io/model_file.h"
 #include "leanai/nn/models.h"
 
@@ -53,6 +56,9 @@ void run_info(const InfoOptions& o) {
   json j = {{"model", o.model}, {"layers", layers}, {"parameters", g.num_trainable_parameters()}, {"buffers", buffers},
             {"flops_per_sample", flops}, {"param_bytes", param_bytes}};
   if (file_bytes >= 0) j["file_bytes"] = file_bytes;
+  const bool gated = std::any_of(g.nodes().begin(), g.nodes().end(), [](const Node& n) { return n.op == "neuron_gate"; });
+  const double active_flops = gated ? active_flops_per_sample(g) : flops;
+  if (gated) j["active_flops_per_sample"] = active_flops;
   if (!info.is_null()) j["info"] = info;
   if (o.json) return print_json(j);
 
@@ -63,6 +69,9 @@ void run_info(const InfoOptions& o) {
   std::printf("\nparameters: %lld trainable (+%lld buffers)\n", static_cast<long long>(g.num_trainable_parameters()),
               static_cast<long long>(buffers));
   std::printf("FLOPs per sample (forward): %.3f M\n", flops / 1e6);
+  if (gated)
+    std::printf("active FLOPs per sample (off neurons compacted away): %.3f M (%.0f%%)\n", active_flops / 1e6,
+                100.0 * active_flops / std::max(flops, 1.0));
   std::printf("size: %.1f KiB of parameters", param_bytes / 1024.0);
   if (file_bytes >= 0) std::printf(", %.1f KiB file", file_bytes / 1024.0);
   std::printf("\n");

@@ -4,6 +4,7 @@
 
 #include "leanai/core/error.h"
 #include "leanai/graph/executor.h"
+#include "leanai/sparse/insert_gates.h"
 
 namespace leanai {
 
@@ -122,6 +123,14 @@ ModelBuilder& ModelBuilder::dropout(double p) {
 
 ModelBuilder& ModelBuilder::softmax() {
   append("softmax", {}, json::object());
+  return *this;
+}
+
+ModelBuilder& ModelBuilder::gate(double sparsity) {
+  check(shape_.size() == 1 || shape_.size() == 3, "gate needs a [C] or [C, H, W] input, got " + shape_str(shape_));
+  const std::string name = next_name("gate");
+  const GateParams p = add_gate_params(graph_, name, shape_[0], sparsity, rng_);
+  append("neuron_gate", {p.gates, p.sparsity}, json::object());
   return *this;
 }
 

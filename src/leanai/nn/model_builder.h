@@ -26,6 +26,9 @@ class ModelBuilder {
   ModelBuilder& flatten();
   ModelBuilder& dropout(double p);
   ModelBuilder& softmax();
+  // A neuron_gate over the current layer's channels (dynamic sparsity: the
+  // floor(sparsity * C) channels with the smallest learned gates are off).
+  ModelBuilder& gate(double sparsity);
 
   const Shape& shape() const { return shape_; }  // current sample shape
   Graph finish();

@@ -73,7 +73,7 @@ const std::map<std::string, std::set<std::string>>& layer_keys() {
       {"maxpool2d", {"kernel", "stride", "padding"}},
       {"avgpool2d", {"kernel", "stride", "padding"}},
       {"global_avgpool", {}}, {"flatten", {}}, {"softmax", {}},
-      {"dropout", {"p"}}};
+      {"dropout", {"p"}}, {"gate", {"sparsity"}}};
   return keys;
 }
 
@@ -128,6 +128,11 @@ Graph build_from_spec(const json& spec, const Shape& sample_shape, int64_t num_o
         double p = float_field(layer, "p", 0.5, where);
         check(p >= 0.0 && p < 1.0, where + ": dropout 'p' must be in [0, 1)");
         b.dropout(p);
+      } else if (type == "gate") {
+        check(layer.contains("sparsity"), where + ": gate needs 'sparsity' (the share of neurons switched off, in [0, 1))");
+        const double s = float_field(layer, "sparsity", 0.0, where);
+        check(s >= 0.0 && s < 1.0, where + ": gate 'sparsity' must be in [0, 1)");
+        b.gate(s);
       } else if (type == "softmax") {
         b.softmax();
       } else {

@@ -9,7 +9,8 @@
 //   {"layers": [{"type": "conv2d", "out": 16, "kernel": 3, "padding": 1},
 //               {"type": "relu"}, {"type": "maxpool2d", "kernel": 2},
 //               {"type": "flatten"}, {"type": "linear"}]}
-// A final "linear" without "out" gets one output per class.
+// A final "linear" without "out" gets one output per class. {"type": "gate",
+// "sparsity": 0.7} gates the previous layer's neurons (dynamic sparsity).
 #pragma once
 #include <string>
 #include <vector>

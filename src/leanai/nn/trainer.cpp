@@ -259,6 +259,7 @@ EpochStats Trainer::train_epoch(std::shared_ptr<const Dataset> train) {
     const int64_t position =
         per_epoch > 0 ? epochs_done_ * per_epoch + batch_index * per_epoch / std::max<int64_t>(batches, 1) : step_;
     optimizer_->set_lr(lr_at(config_.schedule, config_.optimizer.lr, position));
+    if (before_step) before_step(position);
     const int64_t n = batch.size;
     const Tensor* loss_ptr = nullptr;
     if (classify) {

@@ -87,6 +87,10 @@ class Trainer {
   EpochStats train_epoch(std::shared_ptr<const Dataset> train);
   std::function<void(const StepProgress&)> on_step;
   std::function<void(const BatchResult&)> on_batch;  // classification only
+  // Called before each training forward pass with the schedule step (the
+  // position the learning-rate schedule reads), e.g. to ramp the sparsity of
+  // gated layers (sparsity_schedule.h).
+  std::function<void(int64_t step)> before_step;
 
   // Which rows of `train` each epoch visits and their loss weights; by
   // default every row with weight 1. Classification only.

@@ -4,8 +4,9 @@
 //   Plan plan(load_model("m.leanai").graph);     // passes + lowering, once
 //   const Tensor& logits = plan.run(x);          // x [N, ...]; allocates nothing
 //
-// Compiling applies optimize_for_inference (fold constants and batch-norms,
-// fuse activations and residual adds as oneDNN post-ops), then lowers each node
+// Compiling applies optimize_for_inference (fold constants, remove gated-off
+// neurons, fold batch-norms, fuse activations and residual adds as oneDNN
+// post-ops), then lowers each node
 // to a oneDNN primitive whose layouts oneDNN chooses (format_tag::any), with
 // weights reordered into those layouts once. Consecutive primitives hand each
 // other blocked tensors directly; a reorder appears only where a consumer wants

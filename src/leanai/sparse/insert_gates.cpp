@@ -1,0 +1,77 @@
+#include "leanai/sparse/insert_gates.h"
+
+#include <set>
+#include <vector>
+
+#include "leanai/core/error.h"
+#include "leanai/graph/passes/graph_rewrite.h"
+#include "leanai/graph/shape_inference.h"
+
+namespace leanai {
+namespace {
+
+bool is_activation(const std::string& op) {
+  static const std::set<std::string> ops = {"relu", "leaky_relu", "gelu", "sigmoid", "tanh", "clip"};
+  return ops.count(op) > 0;
+}
+
+// Ops between a hidden activation and the next layer that keep its channels.
+bool keeps_channels(const std::string& op) {
+  static const std::set<std::string> ops = {"maxpool2d", "avgpool2d", "global_avgpool", "dropout", "flatten"};
+  return ops.count(op) > 0;
+}
+
+// True when `id`'s value reaches input 0 of a linear or conv2d through
+// channel-keeping ops only: it feeds a hidden layer.
+bool feeds_layer(const Graph& g, const std::vector<std::vector<int>>& readers, int id) {
+  for (int r : readers[id]) {
+    const Node& n = g.node(r);
+    if ((n.op == "linear" || n.op == "conv2d") && n.inputs[0] == id) return true;
+    if (keeps_channels(n.op) && feeds_layer(g, readers, r)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+GateParams add_gate_params(Graph& graph, const std::string& prefix, int64_t channels, double sparsity, Rng& rng) {
+  check(sparsity >= 0.0 && sparsity < 1.0, "gate: sparsity must be in [0, 1), got " + std::to_string(sparsity));
+  check(channels >= 1, "gate: the gated layer has no channels");
+  Tensor gates = Tensor::empty({channels});
+  float* p = gates.data<float>();
+  for (int64_t c = 0; c < channels; ++c) p[c] = 1.0f + rng.uniform(-1e-3f, 1e-3f);
+  GateParams ids;
+  ids.gates = graph.add_param(prefix + ".gates", gates);
+  ids.sparsity = graph.add_param(prefix + ".sparsity", Tensor::full({1}, static_cast<float>(sparsity)), false);
+  return ids;
+}
+
+Graph with_gates(const Graph& g, double sparsity, uint64_t seed) {
+  const auto& nodes = g.nodes();
+  std::vector<std::vector<int>> readers(nodes.size());
+  for (const Node& n : nodes)
+    for (int i : n.inputs) readers[i].push_back(n.id);
+  const std::vector<Shape> shapes = infer_shapes(g, 1);
+
+  Rng rng(seed);
+  Graph out;
+  std::vector<int> remap(nodes.size(), -1);
+  int next_gate = 1;
+  for (const Node& n : nodes) {
+    remap[n.id] = copy_node(out, g, n, remap);
+    if (!is_activation(n.op) || n.id == g.output() || !feeds_layer(g, readers, n.id)) continue;
+    const bool already_gated = readers[n.id].size() == 1 && nodes[readers[n.id][0]].op == "neuron_gate";
+    const size_t rank = shapes[n.id].size();
+    if (already_gated || (rank != 2 && rank != 4)) continue;
+    std::string prefix;
+    do prefix = "gate" + std::to_string(next_gate++);
+    while (g.params().count(prefix + ".gates") || g.params().count(prefix + ".sparsity"));
+    const GateParams p = add_gate_params(out, prefix, shapes[n.id][1], sparsity, rng);
+    remap[n.id] = out.add("neuron_gate", {remap[n.id], p.gates, p.sparsity}, json::object(), prefix);
+  }
+  out.set_output(remap[g.output()]);
+  out.validate();
+  return out;
+}
+
+}  // namespace leanai

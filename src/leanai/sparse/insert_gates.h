@@ -1,0 +1,32 @@
+// Gated layers for dynamic sparsity: a neuron_gate after a layer's output
+// neurons (see kernels/gate.cpp), and with_gates, which puts one after every
+// hidden layer of an existing model so the presets can be trained sparse.
+//
+//   Graph sparse = with_gates(build_preset("mlp", {784}, 10, seed), 0.7);
+//   // mlp: fc1 -> relu -> gate1 -> fc2 -> relu -> gate2 -> fc3
+#pragma once
+#include <string>
+
+#include "leanai/core/rng.h"
+#include "leanai/graph/graph.h"
+
+namespace leanai {
+
+struct GateParams {
+  int gates = -1;     // "<prefix>.gates" [C], trainable
+  int sparsity = -1;  // "<prefix>.sparsity" [1], a buffer
+};
+
+// Adds a gate's parameters: gates start at 1 plus noise of +-1e-3, so ties
+// (not the data) would otherwise decide the first mask, yet every channel
+// starts from the same footing. Throws Error unless 0 <= sparsity < 1.
+GateParams add_gate_params(Graph& graph, const std::string& prefix, int64_t channels, double sparsity, Rng& rng);
+
+// A copy of `model` with a neuron_gate (named gate1, gate2, ... in graph
+// order) after every hidden activation (relu, leaky_relu, gelu, sigmoid,
+// tanh, clip) whose value reaches the input of a linear or conv2d layer,
+// directly or through pooling, dropout and flatten. The model's output layer
+// is never gated. Parameters are shared with `model`, as passes do.
+Graph with_gates(const Graph& model, double sparsity, uint64_t seed = 0);
+
+}  // namespace leanai

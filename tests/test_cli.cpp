@@ -750,4 +750,23 @@ TEST_F(Cli, DataEfficiencyErrors) {
   expect_clean_error({"value", "--data", fm_, "--out", "no-dir/s.csv"}, {"no-dir"});
 }
 
+TEST_F(Cli, SparseTrainingCompactsToFewerFlops) {
+  NEED_FMNIST();
+  Result t = run({"train", "--model", "mlp", "--data", fm_, "--epochs", "2", "--threads", "1", "--sparsity", "0.7",
+                  "--out", "sparse.leanai", "--json"});
+  ASSERT_EQ(t.rc, 0) << t.err;
+  // 600 images, 2 epochs, 70% of hidden neurons off: still far above chance (0.1).
+  EXPECT_GT(result_line(t).at("test").at("accuracy").get<double>(), 0.4);
+  const json saved = leanai::load_model((cwd_ / "sparse.leanai").string()).info;
+  EXPECT_EQ(saved.at("sparsity").at("target"), 0.7);
+  Result info = run({"info", "sparse.leanai", "--json"});
+  ASSERT_EQ(info.rc, 0) << info.err;
+  const json j = info.json_lines().at(0);
+  const double dense = j.at("flops_per_sample").get<double>(), active = j.at("active_flops_per_sample").get<double>();
+  // mlp 784-512-256-10 with 70% of both hidden layers off: about 3.3x fewer multiply-adds.
+  EXPECT_LT(active, dense / 3.0) << "dense " << dense << " active " << active;
+  expect_clean_error({"train", "--data", fm_, "--epochs", "1", "--sparsity", "1.5"}, {"--sparsity"});
+  expect_clean_error({"train", "--data", fm_, "--epochs", "1", "--sparsity", "0.5", "--gates", "magic"}, {"--gates"});
+}
+
 }  // namespace

@@ -14,6 +14,8 @@
 #include "leanai/data/score_csv.h"
 #include "leanai/io/model_file.h"
 #include "leanai/nn/data_efficiency.h"
+#include "leanai/nn/sparsity_schedule.h"
+#include "leanai/sparse/insert_gates.h"
 #include "leanai/nn/trainer.h"
 #include "progress.h"
 
@@ -49,6 +51,9 @@ struct TrainOptions {
   bool no_class_balance = false;
   std::string mix = "both";
   std::string scores_out, selection_out;
+  double sparsity = 0.0;
+  std::string gates = "quantile";
+  double sparsity_ramp = 0.5;
 };
 
 TrainConfig make_config(const TrainOptions& o, int64_t batches_per_epoch) {
@@ -124,6 +129,8 @@ void run_train(TrainOptions o) {
     model = resumed.graph;
   } else {
     model = build_model(o.model, train->sample_shape(), outputs, o.seed);
+    // Gated layers start dense; the schedule below ramps their sparsity.
+    if (o.sparsity > 0.0) model = with_gates(model, 0.0, o.seed);
   }
   TrainConfig config = with_augmentation(make_config(o, batches), de);
   if (!o.resume.empty()) {
@@ -155,6 +162,17 @@ void run_train(TrainOptions o) {
   }
   Trainer trainer(model, task, outputs, config);
   efficiency.apply(trainer);
+  // A resumed run continues the checkpoint's sparsity schedule.
+  json sparsity_info = o.resume.empty() ? json(nullptr) : resumed.info.value("sparsity", json(nullptr));
+  if (o.resume.empty() && o.sparsity > 0.0)
+    sparsity_info = {{"target", o.sparsity},
+                     {"gates", o.gates},
+                     {"ramp_steps", static_cast<int64_t>(o.sparsity_ramp * static_cast<double>(config.schedule.total))}};
+  SparsitySchedule sparsity;
+  if (!sparsity_info.is_null()) {
+    sparsity = {sparsity_info.at("target").get<double>(), sparsity_info.at("ramp_steps").get<int64_t>()};
+    trainer.before_step = [&](int64_t step) { apply_sparsity(model, sparsity.at(step)); };
+  }
   // LEANAI_PROFILE=1: per-node forward/backward time on stderr after training.
   const bool profile = std::getenv("LEANAI_PROFILE") != nullptr;
   trainer.executor().set_profiling(profile);
@@ -167,6 +185,7 @@ void run_train(TrainOptions o) {
                {"sample_shape", train->sample_shape()},
                {"model", o.resume.empty() ? o.model : resumed.info.value("model", std::string("?"))},
                {"val_fraction", o.val_fraction},
+               {"sparsity", sparsity_info},
                {"data", data_info(o.data, data, o.seed)}};
 
   trainer.on_step = [&](const StepProgress& s) {
@@ -204,6 +223,8 @@ void run_train(TrainOptions o) {
       save_checkpoint(o.checkpoint, model, info, trainer.state_tensors(), trainer.state_json());
   }
 
+  // The saved model runs at the target sparsity, even when the ramp spanned all of training.
+  if (!sparsity_info.is_null()) apply_sparsity(model, sparsity.target);
   if (profile)
     for (const auto& t : trainer.executor().profile())
       std::fprintf(stderr, "profile node %3d %-14s forward %9.1f ms  backward %9.1f ms  (%lld calls)\n", t.node,
@@ -277,6 +298,14 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--seed", opt->seed, "random seed")->capture_default_str();
   cmd->add_flag("--json", opt->json, "JSON lines on stdout instead of text");
   cmd->add_flag("-q,--quiet", opt->quiet, "no progress output");
+
+  // Dynamic sparsity.
+  cmd->add_option("--sparsity", opt->sparsity, "gate every hidden layer and switch off this share of its neurons")
+      ->check(CLI::Range(0.0, 0.99))->capture_default_str()->group("Dynamic sparsity");
+  cmd->add_option("--gates", opt->gates, "quantile: the neurons whose learned gates are below the sparsity quantile are off")
+      ->check(CLI::IsMember({"quantile"}))->capture_default_str()->group("Dynamic sparsity");
+  cmd->add_option("--sparsity-ramp", opt->sparsity_ramp, "share of training over which sparsity ramps up (cubic) to --sparsity")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str()->group("Dynamic sparsity");
 
   // Data-efficient training (classification).
   DataEfficiencyOptions& de = opt->efficiency;

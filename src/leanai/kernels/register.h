@@ -13,6 +13,7 @@ void register_shape_ops();
 void register_softmax_ops();
 void register_loss_ops();
 void register_dropout_ops();
+void register_moe_ops();
 
 inline void register_builtin_ops() {
   register_linear_ops();
@@ -25,6 +26,7 @@ inline void register_builtin_ops() {
   register_softmax_ops();
   register_loss_ops();
   register_dropout_ops();
+  register_moe_ops();
 }
 
 }  // namespace leanai

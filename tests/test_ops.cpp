@@ -87,6 +87,9 @@ struct OpCase {
   float eps = 1e-2f;          // finite-difference step
   double grad_tol = 1e-2;     // on the normalized error
   int64_t max_checked = 64;   // elements checked per tensor (a seeded random subset)
+  // Rewrites the filled operands (case order) where values must relate to each
+  // other, e.g. to keep every token's expert choice away from ties (moe).
+  std::function<void(std::vector<Tensor>& operands, Rng& rng)> adjust = nullptr;
 };
 
 Operand in(const std::string& name, Shape s, Fill f = Fill::Normal) { return {name, std::move(s), Kind::Input, f}; }
@@ -196,6 +199,7 @@ Built build(const OpCase& c, uint64_t seed) {
       b.input_index.push_back(-1);
     }
   }
+  if (c.adjust) c.adjust(b.operands, rng);
   b.graph->set_output(b.graph->add(c.op, ids, c.attrs));
   return b;
 }
@@ -612,6 +616,161 @@ Ref ref_neuron_gate(const std::vector<Tensor>& in, bool) {
   return r;
 }
 
+
+// moe, written plainly in double: per token, the router's affinities, the
+// top_k experts by s + bias, their gates, then the experts and the shared MLP.
+struct MoeCfg {
+  int64_t top_k = 2;
+  bool sigmoid = true;
+  double capacity_factor = 0;  // 0: no limit
+};
+
+struct MoeTokenRoute {
+  std::vector<double> s;        // affinities [E]
+  std::vector<double> score;    // s + bias [E]
+  std::vector<int64_t> chosen;  // top_k experts, best first
+  std::vector<double> gate;     // per chosen
+};
+
+MoeTokenRoute moe_route_ref(const float* x, const Tensor& router, const Tensor& bias, const MoeCfg& c) {
+  const int64_t E = router.dim(0), D = router.dim(1);
+  MoeTokenRoute r{std::vector<double>(E), std::vector<double>(E), {}, {}};
+  std::vector<double> z(E);
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t d = 0; d < D; ++d) z[e] += static_cast<double>(x[d]) * F(router)[e * D + d];
+  const double mx = *std::max_element(z.begin(), z.end());
+  double sum = 0;
+  for (int64_t e = 0; e < E; ++e) sum += std::exp(z[e] - mx);
+  for (int64_t e = 0; e < E; ++e) {
+    r.s[e] = c.sigmoid ? 1 / (1 + std::exp(-z[e])) : std::exp(z[e] - mx) / sum;
+    r.score[e] = r.s[e] + F(bias)[e];
+  }
+  std::vector<int64_t> order(E);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return r.score[a] > r.score[b]; });
+  r.chosen.assign(order.begin(), order.begin() + c.top_k);
+  double chosen_sum = 0;
+  for (int64_t e : r.chosen) chosen_sum += r.s[e];
+  for (int64_t e : r.chosen) r.gate.push_back(c.sigmoid ? r.s[e] / chosen_sum : r.s[e]);
+  return r;
+}
+
+// relu(w1 x + b1) then w2 h + b2, for w1 [H, D], w2 [D, H] at the given offsets.
+std::vector<double> mlp_ref(const float* x, const float* w1, const float* b1, const float* w2, const float* b2, int64_t D,
+                            int64_t H) {
+  std::vector<double> h(H), out(D);
+  for (int64_t j = 0; j < H; ++j) {
+    double a = b1[j];
+    for (int64_t d = 0; d < D; ++d) a += static_cast<double>(w1[j * D + d]) * x[d];
+    h[j] = a > 0 ? a : 0;
+  }
+  for (int64_t d = 0; d < D; ++d) {
+    double a = b2[d];
+    for (int64_t j = 0; j < H; ++j) a += w2[d * H + j] * h[j];
+    out[d] = a;
+  }
+  return out;
+}
+
+RefFn ref_moe(MoeCfg c) {
+  return [c](const std::vector<Tensor>& in, bool) {
+    const bool shared = in.size() == 13;
+    const Tensor &x = in[0], &router = in[1], &w1 = in[2], &b1 = in[3], &w2 = in[4], &b2 = in[5];
+    const Tensor& bias = in[shared ? 10 : 6];
+    const int64_t N = x.dim(0), D = x.dim(1), E = router.dim(0), H = w1.dim(1);
+    std::vector<MoeTokenRoute> routes;
+    for (int64_t t = 0; t < N; ++t) routes.push_back(moe_route_ref(F(x) + t * D, router, bias, c));
+    // Capacity: per expert, the tokens with the highest affinity (ties: the earlier token).
+    int64_t cap = N;
+    if (c.capacity_factor > 0) cap = std::min<int64_t>(N, static_cast<int64_t>(std::ceil(c.capacity_factor * N * c.top_k / E)));
+    std::vector<std::vector<bool>> kept(N, std::vector<bool>(c.top_k, true));
+    for (int64_t e = 0; e < E; ++e) {
+      std::vector<std::pair<int64_t, int64_t>> users;  // (token, slot)
+      for (int64_t t = 0; t < N; ++t)
+        for (int64_t j = 0; j < c.top_k; ++j)
+          if (routes[t].chosen[j] == e) users.push_back({t, j});
+      std::stable_sort(users.begin(), users.end(), [&](auto a, auto b) { return routes[a.first].s[e] > routes[b.first].s[e]; });
+      for (size_t i = cap; i < users.size(); ++i) kept[users[i].first][users[i].second] = false;
+    }
+    Ref r{{N, D}, std::vector<double>(N * D, 0.0)};
+    for (int64_t t = 0; t < N; ++t) {
+      const float* xt = F(x) + t * D;
+      if (shared) {
+        const int64_t SH = in[6].dim(0);
+        std::vector<double> o = mlp_ref(xt, F(in[6]), F(in[7]), F(in[8]), F(in[9]), D, SH);
+        for (int64_t d = 0; d < D; ++d) r.v[t * D + d] += o[d];
+      }
+      for (int64_t j = 0; j < c.top_k; ++j) {
+        if (!kept[t][j]) continue;
+        const int64_t e = routes[t].chosen[j];
+        std::vector<double> o = mlp_ref(xt, F(w1) + e * H * D, F(b1) + e * H, F(w2) + e * D * H, F(b2) + e * D, D, H);
+        for (int64_t d = 0; d < D; ++d) r.v[t * D + d] += routes[t].gate[j] * o[d];
+      }
+    }
+    return r;
+  };
+}
+
+// Makes a moe case's operands safe for finite differences (step 1e-2): the
+// router scaled by router_scale and the routing bias by 0.1 (so routing
+// depends on the token), then token rows of x resampled until the k-th best
+// s + bias beats the next by 0.05, every hidden unit a token uses (chosen
+// experts and shared) is at least 0.1 from ReLU's kink, and, with a capacity,
+// the last kept and first dropped token of a full expert differ in affinity
+// by 0.05. A step then moves no choice, no drop and no ReLU.
+std::function<void(std::vector<Tensor>&, Rng&)> moe_separate(MoeCfg c, float router_scale) {
+  return [c, router_scale](std::vector<Tensor>& op, Rng& rng) {
+    const bool shared = op.size() == 13;
+    Tensor &x = op[0], &router = op[1], &bias = op[shared ? 10 : 6];
+    for (int64_t i = 0; i < router.numel(); ++i) router.data<float>()[i] *= router_scale;
+    for (int64_t i = 0; i < bias.numel(); ++i) bias.data<float>()[i] *= 0.1f;
+    const int64_t N = x.dim(0), D = x.dim(1), E = router.dim(0), H = op[2].dim(1);
+    auto far_from_kinks = [&](const float* xt, const float* w1, const float* b1, int64_t units) {
+      for (int64_t j = 0; j < units; ++j) {
+        double a = b1[j];
+        for (int64_t d = 0; d < D; ++d) a += static_cast<double>(w1[j * D + d]) * xt[d];
+        if (std::fabs(a) < 0.1) return false;
+      }
+      return true;
+    };
+    auto row_ok = [&](const float* xt) {
+      const MoeTokenRoute r = moe_route_ref(xt, router, bias, c);
+      std::vector<double> sorted = r.score;
+      std::sort(sorted.rbegin(), sorted.rend());
+      bool ok = c.top_k == E || sorted[c.top_k - 1] - sorted[c.top_k] >= 0.05;
+      for (int64_t e : r.chosen) ok = ok && far_from_kinks(xt, F(op[2]) + e * H * D, F(op[3]) + e * H, H);
+      return shared ? ok && far_from_kinks(xt, F(op[6]), F(op[7]), op[6].dim(0)) : ok;
+    };
+    auto resample_until_ok = [&](int64_t t, bool force) {
+      float* xt = x.data<float>() + t * D;
+      for (int attempt = 0; force || !row_ok(xt); ++attempt) {
+        if (attempt > 100000) throw Error("moe_separate: no well-separated row found for token " + std::to_string(t));
+        for (int64_t d = 0; d < D; ++d) xt[d] = rng.normal();
+        force = false;
+      }
+    };
+    for (int64_t t = 0; t < N; ++t) resample_until_ok(t, false);
+    if (c.capacity_factor <= 0) return;
+    const size_t cap = static_cast<size_t>(std::ceil(c.capacity_factor * N * c.top_k / E));
+    for (int round = 0;; ++round) {
+      if (round > 10000) throw Error("moe_separate: capacity boundaries stay too close");
+      std::vector<MoeTokenRoute> routes;
+      for (int64_t t = 0; t < N; ++t) routes.push_back(moe_route_ref(x.data<float>() + t * D, router, bias, c));
+      int64_t bad = -1;
+      for (int64_t e = 0; e < E && bad < 0; ++e) {
+        std::vector<int64_t> users;
+        for (int64_t t = 0; t < N; ++t)
+          if (std::find(routes[t].chosen.begin(), routes[t].chosen.end(), e) != routes[t].chosen.end()) users.push_back(t);
+        if (users.size() <= cap) continue;
+        std::stable_sort(users.begin(), users.end(), [&](int64_t a, int64_t b) { return routes[a].s[e] > routes[b].s[e]; });
+        if (routes[users[cap - 1]].s[e] - routes[users[cap]].s[e] < 0.05) bad = users[cap];
+      }
+      if (bad < 0) return;
+      resample_until_ok(bad, true);
+    }
+  };
+}
+
 // ---------------------------------------------------------------------------
 // The cases
 // ---------------------------------------------------------------------------
@@ -625,6 +784,24 @@ OpCase conv_case(const std::string& name, Shape x, Shape w, bool bias, ConvCfg c
 OpCase pool_case(const std::string& name, Shape x, PoolCfg c, json attrs) {
   OpCase k{name, c.is_max ? "maxpool2d" : "avgpool2d", attrs,
            {in("x", x, c.is_max ? Fill::Distinct : Fill::Normal)}, ref_pool(c)};
+  return k;
+}
+
+// x [N, D] through E experts of width H (top_k per token) plus a shared MLP of
+// width SH (0: the four shared inputs left out). Bias updates are off unless
+// attrs say otherwise: the gradient check runs hundreds of training forwards.
+OpCase moe_case(const std::string& name, int64_t N, int64_t D, int64_t E, int64_t H, int64_t SH, MoeCfg c, json attrs = {},
+                float router_scale = 1.0f) {
+  json a = {{"top_k", c.top_k}, {"affinity", c.sigmoid ? "sigmoid" : "softmax"}, {"bias_update_speed", 0.0},
+            {"capacity_factor", c.capacity_factor}};
+  for (auto& [k, v] : attrs.items()) a[k] = v;
+  OpCase k{name, "moe", a, {in("x", {N, D}), param("router", {E, D}), param("w1", {E, H, D}), param("b1", {E, H}),
+                            param("w2", {E, D, H}), param("b2", {E, D})},
+           ref_moe(c)};
+  if (SH > 0)
+    for (Operand o : {param("sw1", {SH, D}), param("sb1", {SH}), param("sw2", {D, SH}), param("sb2", {D})}) k.operands.push_back(o);
+  for (Operand o : {buffer("bias", {E}), buffer("load", {E}), buffer("balance_loss", {1})}) k.operands.push_back(o);
+  k.adjust = moe_separate(c, router_scale);
   return k;
 }
 
@@ -820,6 +997,25 @@ std::vector<OpCase> all_cases() {
                {in("x", {3, 5}), no_grad(param("gates", {5}, Fill::Distinct)), constant_buffer("sparsity", {1}, 0.0f)},
                ref_neuron_gate});
 
+  // Mixture of Experts: softmax and sigmoid affinities, top-1 and top-2, with and without shared experts.
+  v.push_back(moe_case("moe_softmax_top1_shared", 8, 5, 4, 3, 6, {1, false}));
+  v.push_back(moe_case("moe_softmax_top2_noshared", 8, 5, 4, 3, 0, {2, false}));
+  v.push_back(moe_case("moe_softmax_top2_shared", 8, 5, 4, 3, 3, {2, false}));
+  {
+    // Sigmoid gates normalized over one chosen expert are always 1: the router
+    // gets no gradient through them (test_moe checks it is exactly zero).
+    OpCase k = moe_case("moe_sigmoid_top1_noshared", 8, 5, 4, 3, 0, {1, true});
+    k.operands[1].grad = false;
+    v.push_back(k);
+  }
+  v.push_back(moe_case("moe_sigmoid_top2_shared", 8, 5, 4, 3, 6, {2, true}));
+  v.push_back(moe_case("moe_sigmoid_top2_noshared", 8, 5, 4, 3, 0, {2, true}));
+  v.push_back(moe_case("moe_sigmoid_top3_of_6", 10, 4, 6, 2, 0, {3, true}));
+  v.push_back(moe_case("moe_softmax_all_experts", 6, 4, 3, 2, 2, {3, false}));
+  // Capacity 3 (then 5) per expert for 24 pairs over 4 experts: some tokens must drop experts.
+  v.push_back(moe_case("moe_softmax_capacity", 12, 5, 4, 3, 6, {2, false, 0.5}));
+  v.push_back(moe_case("moe_sigmoid_capacity_noshared", 12, 5, 4, 3, 0, {2, true, 0.75}));
+
   // Large enough (> 65536 elements) to take the kernels' OpenMP-parallel paths; each forward
   // costs more, so the gradient check samples 16 elements per tensor.
   std::vector<OpCase> large;
@@ -840,6 +1036,8 @@ std::vector<OpCase> all_cases() {
                     constant_buffer("sparsity", {1}, 0.25f)},
                    ref_neuron_gate});
   large.push_back({"large_linear", "linear", {}, {in("x", {512, 16}), param("weight", {160, 16}), param("bias", {160})}, ref_linear});
+  // 2100 tokens x top-2 x 64 features: the gather, scatter and routing loops run in parallel.
+  large.push_back(moe_case("large_moe_sigmoid_top2_shared", 2100, 64, 8, 16, 32, {2, true}, {}, 0.1f));
 
   for (OpCase& k : large) {
     k.max_checked = 16;

@@ -14,6 +14,7 @@ void register_softmax_ops();
 void register_loss_ops();
 void register_dropout_ops();
 void register_gate_ops();
+void register_moe_ops();
 
 inline void register_builtin_ops() {
   register_linear_ops();
@@ -27,6 +28,7 @@ inline void register_builtin_ops() {
   register_loss_ops();
   register_dropout_ops();
   register_gate_ops();
+  register_moe_ops();
 }
 
 }  // namespace leanai

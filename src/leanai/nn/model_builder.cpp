@@ -134,6 +134,36 @@ ModelBuilder& ModelBuilder::gate(double sparsity) {
   return *this;
 }
 
+ModelBuilder& ModelBuilder::moe(int64_t experts, int64_t top_k, int64_t hidden, int64_t shared,
+                                const std::string& affinity, const MoeOptions& options) {
+  check(shape_.size() == 1, "moe needs a flat input; add 'flatten' before it (input is " + shape_str(shape_) + ")");
+  check(experts >= 1 && hidden >= 1 && shared >= 0, "moe: 'experts' and 'hidden' must be >= 1, 'shared' >= 0");
+  check(top_k >= 1 && top_k <= experts, "moe: 'top_k' must be between 1 and 'experts' (" + std::to_string(experts) + ")");
+  const std::string name = next_name("moe");
+  const int64_t d = shape_[0], shared_hidden = shared * hidden;
+  const float in_bound = 1.0f / std::sqrt(static_cast<float>(d));
+  const float hidden_bound = 1.0f / std::sqrt(static_cast<float>(hidden));
+  std::vector<int> params = {add_uniform_param(name + ".router", {experts, d}, in_bound),
+                             add_uniform_param(name + ".w1", {experts, hidden, d}, in_bound),
+                             add_uniform_param(name + ".b1", {experts, hidden}, in_bound),
+                             add_uniform_param(name + ".w2", {experts, d, hidden}, hidden_bound),
+                             add_uniform_param(name + ".b2", {experts, d}, hidden_bound)};
+  if (shared > 0) {
+    const float shared_bound = 1.0f / std::sqrt(static_cast<float>(shared_hidden));
+    params.push_back(add_uniform_param(name + ".shared_w1", {shared_hidden, d}, in_bound));
+    params.push_back(add_uniform_param(name + ".shared_b1", {shared_hidden}, in_bound));
+    params.push_back(add_uniform_param(name + ".shared_w2", {d, shared_hidden}, shared_bound));
+    params.push_back(add_uniform_param(name + ".shared_b2", {d}, shared_bound));
+  }
+  params.push_back(graph_.add_param(name + ".bias", Tensor::zeros({experts}), false));
+  params.push_back(graph_.add_param(name + ".load", Tensor::zeros({experts}), false));
+  params.push_back(graph_.add_param(name + ".balance_loss", Tensor::zeros({1}), false));
+  append("moe", params,
+         {{"top_k", top_k}, {"affinity", affinity}, {"bias_update_speed", options.bias_update_speed},
+          {"balance_loss_weight", options.balance_loss_weight}, {"capacity_factor", options.capacity_factor}});
+  return *this;
+}
+
 Graph ModelBuilder::finish() {
   graph_.set_output(current_);
   graph_.validate();

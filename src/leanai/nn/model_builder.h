@@ -10,6 +10,13 @@
 
 namespace leanai {
 
+// The less common knobs of a Mixture-of-Experts layer (see kernels/moe.cpp).
+struct MoeOptions {
+  double bias_update_speed = 0.001;  // auxiliary-loss-free balancing step (0: off)
+  double balance_loss_weight = 0.0;  // alpha of the sequence-wise balance loss (0: off)
+  double capacity_factor = 0.0;      // 0: no expert capacity limit
+};
+
 class ModelBuilder {
  public:
   ModelBuilder(const Shape& sample_shape, uint64_t seed);
@@ -29,6 +36,12 @@ class ModelBuilder {
   // A neuron_gate over the current layer's channels (dynamic sparsity: the
   // floor(sparsity * C) channels with the smallest learned gates are off).
   ModelBuilder& gate(double sparsity);
+  // DeepSeekMoE layer on a flat input of width D, output width D: `experts`
+  // routed experts (D -> hidden -> D, ReLU), top_k of them per sample, plus
+  // `shared` always-on experts of the same width; affinity "sigmoid" or
+  // "softmax". No residual is added.
+  ModelBuilder& moe(int64_t experts, int64_t top_k, int64_t hidden, int64_t shared = 0,
+                    const std::string& affinity = "sigmoid", const MoeOptions& options = {});
 
   const Shape& shape() const { return shape_; }  // current sample shape
   Graph finish();

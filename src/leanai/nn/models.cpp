@@ -73,7 +73,9 @@ const std::map<std::string, std::set<std::string>>& layer_keys() {
       {"maxpool2d", {"kernel", "stride", "padding"}},
       {"avgpool2d", {"kernel", "stride", "padding"}},
       {"global_avgpool", {}}, {"flatten", {}}, {"softmax", {}},
-      {"dropout", {"p"}}, {"gate", {"sparsity"}}};
+      {"dropout", {"p"}}, {"gate", {"sparsity"}},
+      {"moe", {"experts", "top_k", "hidden", "shared", "affinity", "bias_update_speed", "balance_loss_weight",
+               "capacity_factor"}}};
   return keys;
 }
 
@@ -135,6 +137,16 @@ Graph build_from_spec(const json& spec, const Shape& sample_shape, int64_t num_o
         b.gate(s);
       } else if (type == "softmax") {
         b.softmax();
+      } else if (type == "moe") {
+        check(layer.contains("experts") && layer.contains("hidden"), where + ": moe needs 'experts' and 'hidden'");
+        check(!layer.contains("affinity") || layer["affinity"].is_string(), where + ": 'affinity' must be a string");
+        MoeOptions options;
+        options.bias_update_speed = float_field(layer, "bias_update_speed", options.bias_update_speed, where);
+        options.balance_loss_weight = float_field(layer, "balance_loss_weight", options.balance_loss_weight, where);
+        options.capacity_factor = float_field(layer, "capacity_factor", options.capacity_factor, where);
+        b.moe(int_field(layer, "experts", 1, 1, where), int_field(layer, "top_k", 2, 1, where),
+              int_field(layer, "hidden", 1, 1, where), int_field(layer, "shared", 0, 0, where),
+              layer.value("affinity", std::string("sigmoid")), options);
       } else {
         b.activation(type);
       }

@@ -11,6 +11,10 @@
 //               {"type": "flatten"}, {"type": "linear"}]}
 // A final "linear" without "out" gets one output per class. {"type": "gate",
 // "sparsity": 0.7} gates the previous layer's neurons (dynamic sparsity).
+// A Mixture-of-Experts layer (width in = width out; see kernels/moe.cpp):
+//   {"type": "moe", "experts": 16, "top_k": 2, "hidden": 32, "shared": 1, "affinity": "sigmoid"}
+// with optional "bias_update_speed" (0.001), "balance_loss_weight" (0) and
+// "capacity_factor" (0 = no limit).
 #pragma once
 #include <string>
 #include <vector>

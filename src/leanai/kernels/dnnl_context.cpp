@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <memory>
+#include <string>
+
+#include "leanai/core/error.h"
 
 namespace leanai {
 
@@ -25,6 +28,13 @@ dnnl::memory::desc plain_desc(const Shape& s, dnnl::memory::data_type dt) {
 
 dnnl::memory wrap(const dnnl::memory::desc& desc, const Tensor& t) {
   return dnnl::memory(desc, cpu_engine(), t.raw());
+}
+
+void sgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+           int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  const dnnl_status_t st = dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  if (st != dnnl_success) throw Error("oneDNN sgemm failed (status " + std::to_string(st) + ")");
 }
 
 dnnl::primitive_attr user_scratchpad(dnnl::primitive_attr attr) {

@@ -17,6 +17,11 @@ dnnl::memory::desc plain_desc(const Shape& s, dnnl::memory::data_type dt = dnnl:
 // A dnnl::memory over the tensor's own storage (no copy).
 dnnl::memory wrap(const dnnl::memory::desc& desc, const Tensor& t);
 
+// Row-major SGEMM on oneDNN: C = op(A) op(B) + beta * C, op = 'N' or 'T'.
+// Does nothing when C is empty; throws Error when oneDNN fails.
+void sgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+           int64_t ldb, float beta, float* c, int64_t ldc);
+
 // Attributes asking a primitive to use scratch memory we provide, instead of
 // oneDNN allocating (and page-faulting in) fresh memory on every execution.
 dnnl::primitive_attr user_scratchpad(dnnl::primitive_attr attr = {});

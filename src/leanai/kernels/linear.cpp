@@ -11,14 +11,6 @@
 namespace leanai {
 namespace {
 
-// Row-major SGEMM: C = alpha * op(A) op(B) + beta * C.
-void gemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-          int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  dnnl_status_t st = dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-  if (st != dnnl_success) throw Error("oneDNN sgemm failed (status " + std::to_string(st) + ")");
-}
-
 // linear on oneDNN matmul primitives (brgemm kernels, measured ~20% faster
 // here than SGEMM on the MLP's shapes), one per pass, created once per shape:
 //   forward       y [rows, out]  = x [rows, in] . W^T (+ b)   (W read as [in, out], "ba")
@@ -129,9 +121,9 @@ class MatMulKernel : public OpKernel {
     const float* a = in[0]->data<float>();
     const float* b = in[1]->data<float>();
     float* out = c.data<float>();
-    if (shared_b_) return gemm('N', 'N', batch_ * m_, n_, k_, a, k_, b, n_, 0.0f, out, n_);
+    if (shared_b_) return sgemm('N', 'N', batch_ * m_, n_, k_, a, k_, b, n_, 0.0f, out, n_);
     for (int64_t i = 0; i < batch_; ++i)
-      gemm('N', 'N', m_, n_, k_, a + i * m_ * k_, k_, b + i * k_ * n_, n_, 0.0f, out + i * m_ * n_, n_);
+      sgemm('N', 'N', m_, n_, k_, a + i * m_ * k_, k_, b + i * k_ * n_, n_, 0.0f, out + i * m_ * n_, n_);
   }
 
   void backward(const Inputs& in, const Tensor&, const Tensor& dc, const InputGrads& din, RunContext&) override {
@@ -139,14 +131,14 @@ class MatMulKernel : public OpKernel {
     const float* b = in[1]->data<float>();
     const float* g = dc.data<float>();
     if (shared_b_) {
-      if (din[0]) gemm('N', 'T', batch_ * m_, k_, n_, g, n_, b, n_, 0.0f, din[0]->data<float>(), k_);
-      if (din[1]) gemm('T', 'N', k_, n_, batch_ * m_, a, k_, g, n_, 0.0f, din[1]->data<float>(), n_);
+      if (din[0]) sgemm('N', 'T', batch_ * m_, k_, n_, g, n_, b, n_, 0.0f, din[0]->data<float>(), k_);
+      if (din[1]) sgemm('T', 'N', k_, n_, batch_ * m_, a, k_, g, n_, 0.0f, din[1]->data<float>(), n_);
       return;
     }
     for (int64_t i = 0; i < batch_; ++i) {
       const float* gi = g + i * m_ * n_;
-      if (din[0]) gemm('N', 'T', m_, k_, n_, gi, n_, b + i * k_ * n_, n_, 0.0f, din[0]->data<float>() + i * m_ * k_, k_);
-      if (din[1]) gemm('T', 'N', k_, n_, m_, a + i * m_ * k_, k_, gi, n_, 0.0f, din[1]->data<float>() + i * k_ * n_, n_);
+      if (din[0]) sgemm('N', 'T', m_, k_, n_, gi, n_, b + i * k_ * n_, n_, 0.0f, din[0]->data<float>() + i * m_ * k_, k_);
+      if (din[1]) sgemm('T', 'N', k_, n_, m_, a + i * m_ * k_, k_, gi, n_, 0.0f, din[1]->data<float>() + i * k_ * n_, n_);
     }
   }
 

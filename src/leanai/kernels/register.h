@@ -14,6 +14,8 @@ void register_softmax_ops();
 void register_loss_ops();
 void register_dropout_ops();
 void register_gate_ops();
+void register_l0_gate_ops();
+void register_block_gated_linear_ops();
 
 inline void register_builtin_ops() {
   register_linear_ops();
@@ -27,6 +29,8 @@ inline void register_builtin_ops() {
   register_loss_ops();
   register_dropout_ops();
   register_gate_ops();
+  register_l0_gate_ops();
+  register_block_gated_linear_ops();
 }
 
 }  // namespace leanai

@@ -769,4 +769,52 @@ TEST_F(Cli, SparseTrainingCompactsToFewerFlops) {
   expect_clean_error({"train", "--data", fm_, "--epochs", "1", "--sparsity", "0.5", "--gates", "magic"}, {"--gates"});
 }
 
+// --gates l0: hard-concrete gates, their penalty weight steered to close 70%
+// of each hidden layer; --gates input: each hidden layer runs 2 of its 8
+// neuron blocks per input. Both end at their sparsity, keep learning, and
+// `leanai info` reports the active FLOPs.
+TEST_F(Cli, L0AndInputGatesTrainToTheirSparsity) {
+  NEED_FMNIST();
+  // l0 gates need a few hundred steps to travel from open to closed: 6 epochs of 38 batches.
+  Result l0 = run({"train", "--model", "mlp", "--data", fm_, "--epochs", "6", "--batch-size", "16", "--threads", "1",
+                   "--sparsity", "0.7", "--gates", "l0", "--out", "l0.leanai", "--json"});
+  ASSERT_EQ(l0.rc, 0) << l0.err;
+  const json r = result_line(l0);
+  EXPECT_GT(r.at("test").at("accuracy").get<double>(), 0.4);
+  // 70% of 512 and of 256 is 358.4 and 179.2: at most floor() close, so 537 of 768.
+  EXPECT_NEAR(r.at("sparsity").at("off_share").get<double>(), 0.7, 0.02) << r.at("sparsity").dump();
+  const json saved = leanai::load_model((cwd_ / "l0.leanai").string()).info;
+  EXPECT_EQ(saved.at("sparsity").at("gates"), "l0");
+  Result info = run({"info", "l0.leanai", "--json"});
+  ASSERT_EQ(info.rc, 0) << info.err;
+  json j = info.json_lines().at(0);
+  // Closed neurons compacted away; the open ones' gates fold into the next layer.
+  EXPECT_LT(j.at("active_flops_per_sample").get<double>(), j.at("flops_per_sample").get<double>() / 2.5);
+
+  Result input = run({"train", "--model", "mlp", "--data", fm_, "--epochs", "2", "--threads", "1", "--sparsity", "0.7",
+                      "--gates", "input", "--out", "input.leanai", "--json"});
+  ASSERT_EQ(input.rc, 0) << input.err;
+  const json ri = result_line(input);
+  EXPECT_GT(ri.at("test").at("accuracy").get<double>(), 0.4);
+  for (const json& layer : ri.at("sparsity").at("layers")) {
+    EXPECT_EQ(layer.at("top_k"), 2);
+    EXPECT_EQ(layer.at("blocks"), 8);
+  }
+  info = run({"info", "input.leanai", "--json"});
+  ASSERT_EQ(info.rc, 0) << info.err;
+  j = info.json_lines().at(0);
+  // Each input runs 2 of 8 blocks of both hidden layers, plus the small gate networks.
+  const double dense = j.at("flops_per_sample").get<double>(), active = j.at("active_flops_per_sample").get<double>();
+  EXPECT_LT(active, dense / 3.0) << "dense " << dense << " active " << active;
+  // The dense count is the model without gating: the plain mlp's.
+  Result plain = run({"info", "mlp", "--json"});
+  ASSERT_EQ(plain.rc, 0) << plain.err;
+  EXPECT_EQ(plain.json_lines().at(0).at("flops_per_sample").get<double>(), dense);
+  // Text output names the kind of gates and the share off.
+  Result text = run({"train", "--model", "mlp", "--data", fm_, "--epochs", "1", "--threads", "1", "--sparsity", "0.5",
+                     "--gates", "l0", "--out", "text.leanai", "-q"});
+  ASSERT_EQ(text.rc, 0) << text.err;
+  EXPECT_NE(text.out.find("sparsity (l0 gates):"), std::string::npos) << text.out;
+}
+
 }  // namespace

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "blob_data.h"
 #include "expect_error.h"
 #include "graph_fixtures.h"
 #include "leanai/core/error.h"
@@ -339,22 +340,6 @@ TEST(GateLayers, WithGatesGatesEveryHiddenActivationOfThePresets) {
 
 // ---------------------------------------------------------------------------
 // Training with 70% of the hidden neurons off
-
-// Eight Gaussian blobs in 16 dimensions, well separated.
-std::shared_ptr<InMemoryDataset> blobs(int64_t n, uint64_t seed) {
-  const int64_t f = 16, k = 8;
-  Rng centers(1), rng(seed);
-  std::vector<float> mu(k * f);
-  for (float& m : mu) m = 1.5f * centers.normal();
-  Tensor x = Tensor::empty({n, f});
-  Tensor y = Tensor::empty({n}, DType::i64);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t label = static_cast<int64_t>(rng.below(k));
-    y.data<int64_t>()[i] = label;
-    for (int64_t j = 0; j < f; ++j) x.data<float>()[i * f + j] = mu[label * f + j] + rng.normal();
-  }
-  return std::make_shared<InMemoryDataset>(x, y, Task::classification, k);
-}
 
 TEST(GatedTraining, KeepsLearningWith70PercentOfHiddenNeuronsOff) {
   set_num_threads(1);

@@ -27,6 +27,7 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "leanai/core/error.h"
@@ -54,6 +55,7 @@ enum class Fill {
   AwayFromKinks, // N(0, 1), resampled within 0.05 of 0 and +-0.5 (clip's bounds in the cases below)
   Simplex,       // rows (last axis) of values in [0, 1) summing to 1: label distributions
   Constant,      // every element Operand::value (a gate's sparsity)
+  L0LogAlpha,    // U(-5, 5), resampled within 0.1 of +-log(11), where an l0_gate's eval z clamps to 0 or 1
 };
 
 struct Operand {
@@ -164,6 +166,13 @@ Tensor make_operand(const Operand& o, Rng& rng) {
     }
     case Fill::Constant:
       for (int64_t i = 0; i < n; ++i) p[i] = o.value;
+      break;
+    case Fill::L0LogAlpha:
+      for (int64_t i = 0; i < n; ++i) {
+        float v;
+        do v = rng.uniform(-5.0f, 5.0f); while (std::fabs(std::fabs(v) - std::log(11.0f)) < 0.1f);
+        p[i] = v;
+      }
       break;
     case Fill::Labels:
       break;
@@ -711,6 +720,57 @@ RefFn ref_moe(MoeCfg c) {
   };
 }
 
+// l0_gate in eval mode with the default beta, gamma, zeta: z_c =
+// clamp(sigmoid(log_alpha_c) * (1.1 + 0.1) - 0.1, 0, 1), y = x * z.
+Ref ref_l0_gate_eval(const std::vector<Tensor>& in, bool) {
+  const Tensor& x = in[0];
+  const int64_t C = x.dim(1), inner = x.numel() / (x.dim(0) * C);
+  Ref r{x.shape(), {}};
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const double a = F(in[1])[(i / inner) % C];
+    const double z = std::min(1.0, std::max(0.0, 1.2 / (1.0 + std::exp(-a)) - 0.1));
+    r.v.push_back(F(x)[i] * z);
+  }
+  return r;
+}
+
+// block_gated_linear: scores = x gw^T; per row the top_k blocks (sorted by
+// score, then index), g = top_k * softmax over them, y = g * (x W_b^T + b_b)
+// on kept blocks, 0 elsewhere. Throws when the k-th and (k+1)-th scores of
+// a row are within 0.02: a finite difference (eps 1e-3 times an x or gate
+// weight of at most about 4) could flip the choice there, so the case's data
+// would have to change (a seed or a shape).
+RefFn ref_block_gated_linear(int64_t blocks, int64_t top_k) {
+  return [blocks, top_k](const std::vector<Tensor>& in, bool) {
+    const Tensor &x = in[0], &w = in[1], &b = in[2], &gw = in[3];
+    const int64_t N = x.dim(0), D = x.dim(1), C = w.dim(0), S = C / blocks;
+    Ref r{{N, C}, std::vector<double>(N * C, 0.0)};
+    for (int64_t n = 0; n < N; ++n) {
+      std::vector<std::pair<double, int64_t>> scores;
+      for (int64_t k = 0; k < blocks; ++k) {
+        double s = 0;
+        for (int64_t d = 0; d < D; ++d) s += static_cast<double>(F(x)[n * D + d]) * F(gw)[k * D + d];
+        scores.push_back({s, k});
+      }
+      std::sort(scores.begin(), scores.end(), [](auto& p, auto& q) { return p.first > q.first || (p.first == q.first && p.second < q.second); });
+      if (top_k < blocks && scores[top_k - 1].first - scores[top_k].first < 0.02)
+        throw std::runtime_error("block_gated_linear case: row " + std::to_string(n) + " has near-tied gate scores");
+      double sum = 0;
+      for (int64_t j = 0; j < top_k; ++j) sum += std::exp(scores[j].first - scores[0].first);
+      for (int64_t j = 0; j < top_k; ++j) {
+        const double g = top_k * std::exp(scores[j].first - scores[0].first) / sum;
+        const int64_t blk = scores[j].second;
+        for (int64_t o = blk * S; o < (blk + 1) * S; ++o) {
+          double acc = F(b)[o];
+          for (int64_t d = 0; d < D; ++d) acc += static_cast<double>(F(x)[n * D + d]) * F(w)[o * D + d];
+          r.v[n * C + o] = g * acc;
+        }
+      }
+    }
+    return r;
+  };
+}
+
 // Makes a moe case's operands safe for finite differences (step 1e-2): the
 // router scaled by router_scale and the routing bias by 0.1 (so routing
 // depends on the token), then token rows of x resampled until the k-th best
@@ -1015,6 +1075,45 @@ std::vector<OpCase> all_cases() {
   // Capacity 3 (then 5) per expert for 24 pairs over 4 experts: some tokens must drop experts.
   v.push_back(moe_case("moe_softmax_capacity", 12, 5, 4, 3, 6, {2, false, 0.5}));
   v.push_back(moe_case("moe_sigmoid_capacity_noshared", 12, 5, 4, 3, 0, {2, true, 0.75}));
+  // l0_gate: eval mode against the formula, gradients by finite differences
+  // (lambda = 0 here; the penalty's gradient and training-mode sampling have
+  // their own tests below, L0Gate.*). log_alpha spans closed (z = 0),
+  // partly open and fully open (z = 1) gates.
+  for (auto [name, x] : std::vector<std::pair<std::string, Shape>>{{"l0_gate_eval_2d", {4, 12}}, {"l0_gate_eval_4d", {2, 6, 3, 3}}}) {
+    OpCase k{name, "l0_gate", {}, {in("x", x), param("log_alpha", {x[1]}, Fill::L0LogAlpha)}, ref_l0_gate_eval};
+    k.fwd_modes = {false};
+    k.grad_training = false;
+    v.push_back(k);
+  }
+  {
+    OpCase k{"l0_gate_eval_with_buffers", "l0_gate", {},
+             {in("x", {3, 10}), param("log_alpha", {10}, Fill::L0LogAlpha), constant_buffer("l0_weight", {1}, 0.0f),
+              constant_buffer("l0_penalty", {1}, 0.0f)},
+             ref_l0_gate_eval};
+    k.fwd_modes = {false};
+    k.grad_training = false;
+    v.push_back(k);
+  }
+
+  // block_gated_linear: forward against the dense reference, gradients for
+  // x, weight, bias and gate_weight. eps 1e-3: perturbed scores move by less
+  // than 0.005, so no row's top-k choice flips (the reference checks a 0.02 gap).
+  for (auto [name, blocks, top_k] : std::vector<std::tuple<std::string, int64_t, int64_t>>{
+           {"block_gated_linear_top2of4", 4, 2}, {"block_gated_linear_top3of6", 6, 3}, {"block_gated_linear_all_blocks", 4, 4}}) {
+    OpCase k{name, "block_gated_linear", {{"blocks", blocks}, {"top_k", top_k}},
+             {in("x", {5, 7}), param("weight", {blocks * 3, 7}), param("bias", {blocks * 3}), param("gate_weight", {blocks, 7})},
+             ref_block_gated_linear(blocks, top_k)};
+    k.eps = 1e-3f;
+    v.push_back(k);
+  }
+  {
+    // top_k 1: g = 1 whatever the score, so gate_weight gets no gradient (and has no finite difference).
+    OpCase k{"block_gated_linear_top1of4", "block_gated_linear", {{"blocks", 4}, {"top_k", 1}},
+             {in("x", {6, 5}), param("weight", {8, 5}), param("bias", {8}), no_grad(param("gate_weight", {4, 5}))},
+             ref_block_gated_linear(4, 1)};
+    k.eps = 1e-3f;
+    v.push_back(k);
+  }
 
   // Large enough (> 65536 elements) to take the kernels' OpenMP-parallel paths; each forward
   // costs more, so the gradient check samples 16 elements per tensor.
@@ -1038,6 +1137,20 @@ std::vector<OpCase> all_cases() {
   large.push_back({"large_linear", "linear", {}, {in("x", {512, 16}), param("weight", {160, 16}), param("bias", {160})}, ref_linear});
   // 2100 tokens x top-2 x 64 features: the gather, scatter and routing loops run in parallel.
   large.push_back(moe_case("large_moe_sigmoid_top2_shared", 2100, 64, 8, 16, 32, {2, true}, {}, 0.1f));
+  {
+    OpCase k{"large_l0_gate_eval_4d", "l0_gate", {}, {in("x", {32, 16, 24, 24}), param("log_alpha", {16}, Fill::L0LogAlpha)},
+             ref_l0_gate_eval};
+    k.fwd_modes = {false};
+    k.grad_training = false;
+    large.push_back(k);
+  }
+  {
+    OpCase k{"large_block_gated_linear", "block_gated_linear", {{"blocks", 8}, {"top_k", 2}},
+             {in("x", {300, 512}), param("weight", {64, 512}), param("bias", {64}), param("gate_weight", {8, 512})},
+             ref_block_gated_linear(8, 2)};
+    k.eps = 1e-3f;
+    large.push_back(k);
+  }
 
   for (OpCase& k : large) {
     k.max_checked = 16;
@@ -1368,6 +1481,267 @@ TEST(NeuronGate, BadSparsityGatesAndShapesThrow) {
   GateGraph wrong_rank({2, 3}, {1.0f, 2.0f}, 0.5f);  // [N, C, L]: neither [N, C] nor [N, C, H, W]
   Executor ex3(wrong_rank.g);
   EXPECT_THROW(ex3.forward({Tensor::full({1, 2, 3}, 1.0f)}), Error);
+}
+
+// ---------------------------------------------------------------------------
+// L0 gate: training-mode sampling, its gradient, the penalty, errors
+// ---------------------------------------------------------------------------
+
+// x -> l0_gate(x, log_alpha, l0_weight, l0_penalty); the tensors share storage
+// with the graph's parameters.
+struct L0Graph {
+  Graph g;
+  Tensor log_alpha, weight, penalty;
+  L0Graph(const Shape& sample, const std::vector<float>& values, float lambda, json attrs = json::object())
+      : log_alpha(Tensor::from_vector({static_cast<int64_t>(values.size())}, values)),
+        weight(Tensor::full({1}, lambda)),
+        penalty(Tensor::zeros({1})) {
+    int x = g.add_input("x", sample);
+    g.set_output(g.add("l0_gate", {x, g.add_param("log_alpha", log_alpha), g.add_param("l0_weight", weight, false),
+                                   g.add_param("l0_penalty", penalty, false)},
+                       attrs));
+  }
+};
+
+double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
+
+double max_abs_diff_f(const Tensor& a, const Tensor& b) {
+  double m = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::abs(static_cast<double>(F(a)[i]) - F(b)[i]));
+  return m;
+}
+
+// The hard-concrete distribution (beta 2/3, gamma -0.1, zeta 1.1) written out:
+// P(z = 0) = sigmoid(beta log(-gamma / zeta) - log_alpha),
+// P(z = 1) = sigmoid(log_alpha - beta log((1 - gamma) / (zeta - 1))), and E[z]
+// by the midpoint rule over u.
+struct HardConcreteMoments {
+  double p0, p1, mean;
+};
+HardConcreteMoments hard_concrete_moments(double a) {
+  const double beta = 2.0 / 3.0, gamma = -0.1, zeta = 1.1;
+  HardConcreteMoments m{sigmoid(beta * std::log(-gamma / zeta) - a), sigmoid(a - beta * std::log((1 - gamma) / (zeta - 1))), 0};
+  const int steps = 200000;
+  for (int i = 0; i < steps; ++i) {
+    const double u = (i + 0.5) / steps;
+    const double sample = sigmoid((std::log(u) - std::log(1 - u) + a) / beta) * (zeta - gamma) + gamma;
+    m.mean += std::min(1.0, std::max(0.0, sample)) / steps;
+  }
+  return m;
+}
+
+TEST(L0Gate, TrainingSamplesFollowTheHardConcreteDistribution) {
+  const std::vector<float> values = {-3.0f, -1.0f, 0.0f, 1.0f, 2.5f};
+  const auto C = static_cast<int64_t>(values.size());
+  L0Graph lg({C}, values, 0.0f);
+  Executor ex(lg.g, 17);
+  ex.set_training(true);
+  // Batch of 2: both rows share the channel's draw.
+  const Tensor x = Tensor::full({2, C}, 1.0f);
+  const int draws = 20000;
+  std::vector<double> zeros(C), ones(C), sum(C);
+  for (int t = 0; t < draws; ++t) {
+    const Tensor& y = ex.forward({x});
+    for (int64_t c = 0; c < C; ++c) {
+      const float z = y.data<float>()[c];
+      ASSERT_EQ(y.data<float>()[C + c], z) << "one draw per channel and pass";
+      ASSERT_TRUE(z >= 0.0f && z <= 1.0f);
+      zeros[c] += z == 0.0f;
+      ones[c] += z == 1.0f;
+      sum[c] += z;
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    SCOPED_TRACE("log_alpha " + std::to_string(values[c]));
+    const HardConcreteMoments m = hard_concrete_moments(values[c]);
+    // 4.5 binomial standard deviations at 20000 draws.
+    auto tol = [&](double p) { return 4.5 * std::sqrt(p * (1 - p) / draws) + 1e-4; };
+    EXPECT_NEAR(zeros[c] / draws, m.p0, tol(m.p0));
+    EXPECT_NEAR(ones[c] / draws, m.p1, tol(m.p1));
+    EXPECT_NEAR(sum[c] / draws, m.mean, tol(0.25));
+  }
+}
+
+TEST(L0Gate, SeededRunsRepeatAndDrawsDiffer) {
+  const std::vector<float> values(16, 0.5f);
+  const Tensor x = Tensor::full({1, 16}, 1.0f);
+  auto run = [&](uint64_t seed) {
+    L0Graph lg({16}, values, 0.0f);
+    Executor ex(lg.g, seed);
+    ex.set_training(true);
+    Tensor first = ex.forward({x}).clone();
+    return std::make_pair(first, ex.forward({x}).clone());
+  };
+  auto [a1, a2] = run(5);
+  auto [b1, b2] = run(5);
+  auto [c1, c2] = run(6);
+  EXPECT_EQ(norm_error(F(a1), std::vector<double>(F(b1), F(b1) + 16)), 0.0);
+  EXPECT_EQ(norm_error(F(a2), std::vector<double>(F(b2), F(b2) + 16)), 0.0);
+  EXPECT_GT(norm_error(F(a1), std::vector<double>(F(a2), F(a2) + 16)), 0.0) << "each pass draws anew";
+  EXPECT_GT(norm_error(F(a1), std::vector<double>(F(c1), F(c1) + 16)), 0.0) << "another seed, other draws";
+}
+
+// In training, dx = dy * z and d log_alpha = sum(dy * x) * dz/dlog_alpha for
+// the drawn z: (zeta - gamma) s (1 - s) / beta with s = (z - gamma) / (zeta - gamma),
+// 0 where z is clamped; plus the penalty's lambda * p (1 - p).
+TEST(L0Gate, TrainingGradientUsesTheDrawnGateAndThePenalty) {
+  const std::vector<float> values = {-4.0f, -1.5f, -0.5f, 0.0f, 0.7f, 1.5f, 3.0f, 4.0f};
+  const int64_t C = 8, N = 3;
+  for (float lambda : {0.0f, 0.3f}) {
+    SCOPED_TRACE("lambda " + std::to_string(lambda));
+    L0Graph lg({C}, values, lambda);
+    Executor ex(lg.g, 3);
+    ex.set_training(true);
+    ex.set_input_grads(true);
+    const Tensor x = random_tensor({N, C}, 31), R = random_tensor({N, C}, 32);
+    int64_t partial = 0, clamped = 0;
+    for (int rep = 0; rep < 5; ++rep) {
+      const Tensor y = ex.forward({x}).clone();
+      ex.backward(R);
+      for (int64_t c = 0; c < C; ++c) {
+        const double z = F(y)[c] / F(x)[c];
+        double dot = 0;
+        for (int64_t n = 0; n < N; ++n) {
+          EXPECT_NEAR(F(ex.input_grad(0))[n * C + c], F(R)[n * C + c] * z, 1e-6);
+          dot += static_cast<double>(F(R)[n * C + c]) * F(x)[n * C + c];
+        }
+        const double s = (z + 0.1) / 1.2;
+        const bool inside = F(y)[c] != 0.0f && F(y)[c] != F(x)[c];
+        partial += inside;
+        clamped += !inside;
+        const double p = sigmoid(values[c] - (2.0 / 3.0) * std::log(0.1 / 1.1));
+        const double expected = (inside ? dot * 1.2 * s * (1 - s) / (2.0 / 3.0) : 0.0) + lambda * p * (1 - p);
+        EXPECT_NEAR(F(ex.grad("log_alpha"))[c], expected, 1e-4 * (1 + std::abs(expected))) << "channel " << c;
+      }
+    }
+    EXPECT_GT(partial, 0);
+    EXPECT_GT(clamped, 0);
+  }
+}
+
+// The penalty lambda * sum_c sigmoid(log_alpha_c - beta log(-gamma / zeta)) is
+// part of the objective: its value lands in the l0_penalty buffer on a
+// training pass, and the gradient of sum(y * R) + penalty matches finite
+// differences (eval mode, where y is deterministic).
+TEST(L0Gate, PenaltyValueAndGradientReachLogAlpha) {
+  Rng rng(8);
+  const Tensor alpha0 = make_operand(param("log_alpha", {9}, Fill::L0LogAlpha), rng);
+  const std::vector<float> values(F(alpha0), F(alpha0) + 9);
+  const float lambda = 0.4f;
+  L0Graph lg({9}, values, lambda);
+  auto penalty_of = [&](const Tensor& a) {
+    double open = 0;
+    for (int64_t c = 0; c < 9; ++c) open += sigmoid(F(a)[c] - (2.0 / 3.0) * std::log(0.1 / 1.1));
+    return lambda * open;
+  };
+  const Tensor x = random_tensor({4, 9}, 41), R = random_tensor({4, 9}, 42);
+  Executor ex(lg.g);
+  ex.set_training(true);
+  ex.forward({x});
+  EXPECT_NEAR(F(lg.penalty)[0], penalty_of(lg.log_alpha), 1e-5);
+
+  ex.set_training(false);
+  ex.forward({x});
+  ex.backward(R);
+  const Tensor analytic = ex.grad("log_alpha").clone();
+  auto objective = [&] {
+    const Tensor& y = ex.forward({x});
+    double s = 0;
+    for (int64_t i = 0; i < y.numel(); ++i) s += static_cast<double>(y.data<float>()[i]) * F(R)[i];
+    return s + penalty_of(lg.log_alpha);
+  };
+  std::vector<double> num, ana;
+  for (int64_t c = 0; c < 9; ++c) {
+    float* a = lg.log_alpha.data<float>();
+    const float orig = a[c];
+    a[c] = orig + 1e-2f;
+    const double hi = objective();
+    a[c] = orig - 1e-2f;
+    const double lo = objective();
+    a[c] = orig;
+    num.push_back((hi - lo) / 2e-2);
+    ana.push_back(F(analytic)[c]);
+  }
+  EXPECT_LT(norm_error(ana, num), 1e-3);
+  // Without the penalty the gradients differ: the penalty does reach log_alpha.
+  lg.weight.fill(0.0f);
+  ex.forward({x});
+  ex.backward(R);
+  EXPECT_GT(max_abs_diff_f(ex.grad("log_alpha"), analytic), 1e-3);
+}
+
+TEST(L0Gate, LambdaFromAttributeWithoutBuffer) {
+  Graph g;
+  Tensor a = Tensor::from_vector({2}, {0.0f, 1.0f});
+  int x = g.add_input("x", {2});
+  g.set_output(g.add("l0_gate", {x, g.add_param("log_alpha", a)}, {{"l0_weight", 0.5}}));
+  Executor ex(g);
+  ex.forward({Tensor::zeros({1, 2})});
+  ex.backward(Tensor::zeros({1, 2}));  // no data gradient: only the penalty's
+  for (int64_t c = 0; c < 2; ++c) {
+    const double p = sigmoid(F(a)[c] - (2.0 / 3.0) * std::log(0.1 / 1.1));
+    EXPECT_NEAR(F(ex.grad("log_alpha"))[c], 0.5 * p * (1 - p), 1e-6);
+  }
+}
+
+TEST(L0Gate, CountsNoFlopsAndRejectsBadInput) {
+  L0Graph ok({3, 2, 2}, {1.0f, 2.0f, 3.0f}, 0.0f);
+  Executor flops(ok.g);
+  EXPECT_EQ(flops.flops_per_sample(), 0.0);
+
+  L0Graph wrong_count({4}, {1.0f, 2.0f, 3.0f}, 0.0f);
+  Executor ex(wrong_count.g);
+  EXPECT_THROW(ex.forward({Tensor::full({2, 4}, 1.0f)}), Error);
+  L0Graph wrong_rank({2, 3}, {1.0f, 2.0f}, 0.0f);
+  Executor ex2(wrong_rank.g);
+  EXPECT_THROW(ex2.forward({Tensor::full({1, 2, 3}, 1.0f)}), Error);
+  L0Graph negative({3}, {1.0f, 2.0f, 3.0f}, -1.0f);
+  Executor ex3(negative.g);
+  ex3.set_training(true);
+  EXPECT_THROW(ex3.forward({Tensor::full({2, 3}, 1.0f)}), Error);
+  L0Graph nan_alpha({3}, {1.0f, std::nanf(""), 3.0f}, 0.0f);
+  Executor ex4(nan_alpha.g);
+  EXPECT_THROW(ex4.forward({Tensor::full({2, 3}, 1.0f)}), Error);
+  for (json attrs : {json{{"beta", 0.0}}, json{{"gamma", 0.1}}, json{{"zeta", 0.9}}}) {
+    L0Graph bad({3}, {1.0f, 2.0f, 3.0f}, 0.0f, attrs);
+    Executor ex5(bad.g);
+    EXPECT_THROW(ex5.forward({Tensor::full({2, 3}, 1.0f)}), Error) << attrs.dump();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Block-gated linear: shape and attribute errors
+// ---------------------------------------------------------------------------
+
+TEST(BlockGatedLinear, BadShapesAndAttributesThrow) {
+  auto run = [](Shape w, Shape b, Shape gw, json attrs) {
+    Graph g;
+    int x = g.add_input("x", {5});
+    g.set_output(g.add("block_gated_linear", {x, g.add_param("w", Tensor::zeros(w)), g.add_param("b", Tensor::zeros(b)),
+                                              g.add_param("gw", Tensor::zeros(gw))},
+                       attrs));
+    Executor ex(g);
+    ex.forward({Tensor::zeros({2, 5})});
+  };
+  EXPECT_NO_THROW(run({8, 5}, {8}, {4, 5}, {{"blocks", 4}, {"top_k", 2}}));
+  EXPECT_THROW(run({9, 5}, {9}, {4, 5}, {{"blocks", 4}, {"top_k", 2}}), Error);  // 9 outputs in 4 blocks
+  EXPECT_THROW(run({8, 5}, {8}, {4, 5}, {{"blocks", 4}, {"top_k", 5}}), Error);
+  EXPECT_THROW(run({8, 5}, {8}, {4, 5}, {{"blocks", 4}, {"top_k", 0}}), Error);
+  EXPECT_THROW(run({8, 5}, {8}, {4, 5}, {{"top_k", 1}}), Error);                 // blocks missing
+  EXPECT_THROW(run({8, 5}, {8}, {2, 5}, {{"blocks", 4}, {"top_k", 2}}), Error);  // gate_weight rows != blocks
+  EXPECT_THROW(run({8, 4}, {8}, {4, 5}, {{"blocks", 4}, {"top_k", 2}}), Error);  // weight columns != features
+  EXPECT_THROW(run({8, 5}, {4}, {4, 5}, {{"blocks", 4}, {"top_k", 2}}), Error);  // bias
+}
+
+TEST(BlockGatedLinear, FlopsCountTheGateAndTheKeptBlocks) {
+  Graph g;
+  int x = g.add_input("x", {10});
+  g.set_output(g.add("block_gated_linear", {x, g.add_param("w", Tensor::zeros({16, 10})), g.add_param("b", Tensor::zeros({16})),
+                                            g.add_param("gw", Tensor::zeros({4, 10}))},
+                     {{"blocks", 4}, {"top_k", 1}}));
+  Executor ex(g);
+  // Gate network 2 * 10 * 4, one block of 4 outputs 2 * 10 * 4.
+  EXPECT_DOUBLE_EQ(ex.flops_per_sample(), 2.0 * 10 * 4 + 2.0 * 10 * 4);
 }
 
 // ---------------------------------------------------------------------------
@@ -2281,6 +2655,10 @@ TEST_P(PartialGrad, BatchNorm) {
 }
 TEST_P(PartialGrad, LayerNorm) { run_partial("layernorm", {{6}, {6}}, {3, 6}, {}, GetParam()); }
 TEST_P(PartialGrad, MulBroadcast) { run_partial("mul", {{3, 1, 1}}, {2, 3, 2, 2}, {}, GetParam()); }
+// The gate weight (third parameter) stays frozen: the cases name two trainable flags.
+TEST_P(PartialGrad, BlockGatedLinear) {
+  run_partial("block_gated_linear", {{8, 5}, {8}, {4, 5}}, {3, 5}, {{"blocks", 4}, {"top_k", 2}}, GetParam());
+}
 
 INSTANTIATE_TEST_SUITE_P(Executor, PartialGrad,
                          testing::Values(PartialCase{"all", true, {true, true}},

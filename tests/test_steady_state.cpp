@@ -5,6 +5,7 @@
 
 #include "leanai/data/dataset.h"
 #include "leanai/nn/models.h"
+#include "leanai/nn/sparse_training.h"
 #include "leanai/nn/trainer.h"
 
 namespace leanai {
@@ -19,12 +20,17 @@ std::shared_ptr<InMemoryDataset> synthetic_images(int64_t n) {
   return std::make_shared<InMemoryDataset>(x, y, Task::classification, 4);
 }
 
-void expect_no_buffers_after_first_epoch(Graph model) {
+void expect_no_buffers_after_first_epoch(Graph model, SparseTraining* sparse = nullptr) {
   auto data = synthetic_images(300);  // 300 = 4 full batches of 64 + a partial one
   TrainConfig cfg;
   cfg.batch_size = 64;
   cfg.epochs = 3;
+  if (sparse) {
+    model = sparse->gate(model, 0);
+    sparse->configure(cfg);
+  }
   Trainer trainer(model, Task::classification, 4, cfg);
+  if (sparse) trainer.before_step = [&](int64_t step) { sparse->before_step(model, step); };
   trainer.train_epoch(data);
   const int64_t after_first = Buffer::created();
   trainer.train_epoch(data);
@@ -43,6 +49,18 @@ TEST(SteadyState, ConvBatchNormDropoutStepsCreateNoBuffers) {
       {"type": "conv2d", "out": 16, "kernel": 3}, {"type": "relu"}, {"type": "maxpool2d", "kernel": 2},
       {"type": "flatten"}, {"type": "dropout", "p": 0.2}, {"type": "linear"}]})");
   expect_no_buffers_after_first_epoch(build_from_spec(spec, {1, 12, 12}, 4, 0));
+}
+
+// Dynamic sparsity: the l0 gates' sampling, penalty and controller, and the
+// block-gated layers' routing, grouping and per-block GEMMs reuse their buffers.
+TEST(SteadyState, L0GatedStepsCreateNoBuffers) {
+  SparseTraining l0("l0", 0.7, 10);
+  expect_no_buffers_after_first_epoch(build_preset("mlp", {1, 12, 12}, 4, 0), &l0);
+}
+
+TEST(SteadyState, InputGatedStepsCreateNoBuffers) {
+  SparseTraining input("input", 0.7, 0);
+  expect_no_buffers_after_first_epoch(build_preset("mlp", {1, 12, 12}, 4, 0), &input);
 }
 
 }  // namespace

@@ -351,6 +351,37 @@ TEST_F(OneThread, OptimizerConfigErrors) {
   expect_error([&] { make_optimizer(opt_config("adam", 0.1f, 0, false, 0, 1e-8f, 1.0f), none); }, {"betas"});
 }
 
+// Parameter groups: a parameter whose name ends with a key of lr_scale learns
+// at lr times its value (the longest key wins); the rest at lr. One step from
+// zero moments: SGD moves by lr * g, Adam by lr * sign(g).
+TEST_F(OneThread, OptimizerLrScaleGivesParameterGroupsTheirOwnRate) {
+  for (const char* kind : {"sgd", "adam"}) {
+    SCOPED_TRACE(kind);
+    OptimizerConfig c = opt_config(kind, 0.01f, 0.0f, false, 0.0f);
+    c.lr_scale = {{".log_alpha", 20.0f}, {"b.log_alpha", 5.0f}};
+    std::vector<ParamRef> ps = {{"w", Tensor::zeros({2}), Tensor::full({2}, 0.5f)},
+                                {"gate1.log_alpha", Tensor::zeros({2}), Tensor::full({2}, 0.5f)},
+                                {"gate1b.log_alpha", Tensor::zeros({2}), Tensor::full({2}, 0.5f)}};
+    auto opt = make_optimizer(c, ps);
+    opt->step();
+    const float unit = std::string(kind) == "sgd" ? 0.01f * 0.5f : 0.01f;
+    EXPECT_NEAR(ps[0].value.data<float>()[0], -unit, 1e-6);
+    EXPECT_NEAR(ps[1].value.data<float>()[0], -20.0f * unit, 1e-5);
+    EXPECT_NEAR(ps[2].value.data<float>()[0], -5.0f * unit, 1e-5);
+  }
+  OptimizerConfig bad = opt_config("adam", 0.01f, 0, false, 0);
+  bad.lr_scale = {{".log_alpha", 0.0f}};
+  std::vector<ParamRef> none;
+  expect_error([&] { make_optimizer(bad, none); }, {"learning-rate scale"});
+  // Checkpoints keep the groups; configs saved before them read as none.
+  TrainConfig tc;
+  tc.optimizer.lr_scale = {{".log_alpha", 20.0f}};
+  EXPECT_EQ(TrainConfig::from_json(tc.to_json()).optimizer.lr_scale, tc.optimizer.lr_scale);
+  json old = tc.to_json();
+  old["optimizer"].erase("lr_scale");
+  EXPECT_TRUE(TrainConfig::from_json(old).optimizer.lr_scale.empty());
+}
+
 // ---------------------------------------------------------------------------
 // Schedules and gradient clipping
 

@@ -1,6 +1,9 @@
 // leanai info: layers, parameters, FLOPs per sample and size of a saved model
-// or a preset. For a gated model (neuron_gate), also the active FLOPs: those
-// of the model once compact_gates has removed the switched-off neurons.
+// or a preset. For a model with dynamic sparsity, FLOPs per sample are those
+// of the dense model (every neuron and every block running), and the active
+// FLOPs those it does at inference: after compact_gates has removed the
+// neurons a neuron_gate or l0_gate switched off, with block_gated_linear
+// layers running their top_k blocks plus the gate network.
 #include <algorithm>
 #include <filesystem>
 
@@ -13,6 +16,7 @@
 #include "leanai/graph/passes/compact_gates.h"
 #include "leanai/io/model_file.h"
 #include "leanai/nn/models.h"
+#include "leanai/sparse/input_gates.h"
 
 namespace leanai::cli {
 namespace {
@@ -38,7 +42,7 @@ void run_info(const InfoOptions& o) {
     zeros.push_back(Tensor::zeros(s, g.input_dtype(id)));
   }
   ex.forward(zeros);
-  const double flops = ex.flops_per_sample();
+  const double flops = dense_flops_per_sample(g);
   json layers = json::array();
   for (const Node& n : g.nodes()) {
     if (n.op == "param") continue;
@@ -56,21 +60,23 @@ void run_info(const InfoOptions& o) {
   json j = {{"model", o.model}, {"layers", layers}, {"parameters", g.num_trainable_parameters()}, {"buffers", buffers},
             {"flops_per_sample", flops}, {"param_bytes", param_bytes}};
   if (file_bytes >= 0) j["file_bytes"] = file_bytes;
-  const bool gated = std::any_of(g.nodes().begin(), g.nodes().end(), [](const Node& n) { return n.op == "neuron_gate"; });
+  const bool gated = std::any_of(g.nodes().begin(), g.nodes().end(), [](const Node& n) {
+    return n.op == "neuron_gate" || n.op == "l0_gate" || n.op == "block_gated_linear";
+  });
   const double active_flops = gated ? active_flops_per_sample(g) : flops;
   if (gated) j["active_flops_per_sample"] = active_flops;
   if (!info.is_null()) j["info"] = info;
   if (o.json) return print_json(j);
 
-  std::printf("%-4s %-16s %-16s %s\n", "id", "op", "output", "parameters");
+  std::printf("%-4s %-18s %-16s %s\n", "id", "op", "output", "parameters");
   for (const json& l : layers)
-    std::printf("%-4d %-16s %-16s %s\n", l["id"].get<int>(), l["op"].get<std::string>().c_str(),
+    std::printf("%-4d %-18s %-16s %s\n", l["id"].get<int>(), l["op"].get<std::string>().c_str(),
                 shape_str(l["output"].get<Shape>()).c_str(), l["params"].dump().c_str());
   std::printf("\nparameters: %lld trainable (+%lld buffers)\n", static_cast<long long>(g.num_trainable_parameters()),
               static_cast<long long>(buffers));
   std::printf("FLOPs per sample (forward): %.3f M\n", flops / 1e6);
   if (gated)
-    std::printf("active FLOPs per sample (off neurons compacted away): %.3f M (%.0f%%)\n", active_flops / 1e6,
+    std::printf("active FLOPs per sample (off neurons and unselected blocks not run): %.3f M (%.0f%%)\n", active_flops / 1e6,
                 100.0 * active_flops / std::max(flops, 1.0));
   std::printf("size: %.1f KiB of parameters", param_bytes / 1024.0);
   if (file_bytes >= 0) std::printf(", %.1f KiB file", file_bytes / 1024.0);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -14,8 +15,7 @@
 #include "leanai/data/score_csv.h"
 #include "leanai/io/model_file.h"
 #include "leanai/nn/data_efficiency.h"
-#include "leanai/nn/sparsity_schedule.h"
-#include "leanai/sparse/insert_gates.h"
+#include "leanai/nn/sparse_training.h"
 #include "leanai/nn/trainer.h"
 #include "progress.h"
 
@@ -129,10 +129,19 @@ void run_train(TrainOptions o) {
     model = resumed.graph;
   } else {
     model = build_model(o.model, train->sample_shape(), outputs, o.seed);
-    // Gated layers start dense; the schedule below ramps their sparsity.
-    if (o.sparsity > 0.0) model = with_gates(model, 0.0, o.seed);
   }
   TrainConfig config = with_augmentation(make_config(o, batches), de);
+  // A resumed run continues the checkpoint's sparsity (its gates are in the model).
+  std::optional<SparseTraining> sparse;
+  if (!o.resume.empty() && !resumed.info.value("sparsity", json(nullptr)).is_null()) {
+    sparse = SparseTraining::from_json(resumed.info.at("sparsity"));
+  } else if (o.resume.empty() && o.sparsity > 0.0) {
+    sparse = SparseTraining(o.gates, o.sparsity, static_cast<int64_t>(o.sparsity_ramp * static_cast<double>(config.schedule.total)));
+    // Gated layers start dense; before_step below brings in the sparsity.
+    model = sparse->gate(model, o.seed);
+    sparse->configure(config);
+  }
+  const json sparsity_info = sparse ? sparse->to_json() : json(nullptr);
   if (!o.resume.empty()) {
     // Resume with the checkpoint's settings; only the epoch count may grow.
     saved.epochs = o.epochs;
@@ -162,17 +171,7 @@ void run_train(TrainOptions o) {
   }
   Trainer trainer(model, task, outputs, config);
   efficiency.apply(trainer);
-  // A resumed run continues the checkpoint's sparsity schedule.
-  json sparsity_info = o.resume.empty() ? json(nullptr) : resumed.info.value("sparsity", json(nullptr));
-  if (o.resume.empty() && o.sparsity > 0.0)
-    sparsity_info = {{"target", o.sparsity},
-                     {"gates", o.gates},
-                     {"ramp_steps", static_cast<int64_t>(o.sparsity_ramp * static_cast<double>(config.schedule.total))}};
-  SparsitySchedule sparsity;
-  if (!sparsity_info.is_null()) {
-    sparsity = {sparsity_info.at("target").get<double>(), sparsity_info.at("ramp_steps").get<int64_t>()};
-    trainer.before_step = [&](int64_t step) { apply_sparsity(model, sparsity.at(step)); };
-  }
+  if (sparse) trainer.before_step = [&](int64_t step) { sparse->before_step(model, step); };
   // LEANAI_PROFILE=1: per-node forward/backward time on stderr after training.
   const bool profile = std::getenv("LEANAI_PROFILE") != nullptr;
   trainer.executor().set_profiling(profile);
@@ -223,8 +222,8 @@ void run_train(TrainOptions o) {
       save_checkpoint(o.checkpoint, model, info, trainer.state_tensors(), trainer.state_json());
   }
 
-  // The saved model runs at the target sparsity, even when the ramp spanned all of training.
-  if (!sparsity_info.is_null()) apply_sparsity(model, sparsity.target);
+  // Quantile gates run at the target sparsity, even when the ramp spanned all of training.
+  if (sparse) sparse->finish(model);
   if (profile)
     for (const auto& t : trainer.executor().profile())
       std::fprintf(stderr, "profile node %3d %-14s forward %9.1f ms  backward %9.1f ms  (%lld calls)\n", t.node,
@@ -243,12 +242,16 @@ void run_train(TrainOptions o) {
   info["training"] = {{"config", trainer.config().to_json()}, {"epochs", epochs}, {"train_seconds", train_seconds},
                       {"compute", compute},
                       {"test", {{"loss", test.loss}, {"accuracy", test.accuracy}, {"mae", test.mae}}}};
+  if (sparse) info["training"]["sparsity"] = sparse->achieved(model);
   save_model(o.out, model, info);
   json result = {{"event", "result"}, {"out", o.out}, {"epochs", trainer.epochs_done()}, {"train_seconds", train_seconds},
                  {"compute", compute}, {"test", test.to_json()}};
-  if (o.json) {
-    print_json(result);
-  } else if (task == Task::classification) {
+  if (sparse) result["sparsity"] = info["training"]["sparsity"];
+  if (o.json) return print_json(result);
+  if (sparse && result["sparsity"].contains("off_share"))
+    std::printf("sparsity (%s gates): %.1f%% of gated neurons off\n", sparse->gates.c_str(),
+                100.0 * result["sparsity"]["off_share"].get<double>());
+  if (task == Task::classification) {
     std::printf("test accuracy %.4f  loss %.4f  (%lld samples)  saved %s\n", test.accuracy, test.loss,
                 static_cast<long long>(test.count), o.out.c_str());
     if (de.active())
@@ -302,9 +305,14 @@ void add_train_command(CLI::App& app) {
   // Dynamic sparsity.
   cmd->add_option("--sparsity", opt->sparsity, "gate every hidden layer and switch off this share of its neurons")
       ->check(CLI::Range(0.0, 0.99))->capture_default_str()->group("Dynamic sparsity");
-  cmd->add_option("--gates", opt->gates, "quantile: the neurons whose learned gates are below the sparsity quantile are off")
-      ->check(CLI::IsMember({"quantile"}))->capture_default_str()->group("Dynamic sparsity");
-  cmd->add_option("--sparsity-ramp", opt->sparsity_ramp, "share of training over which sparsity ramps up (cubic) to --sparsity")
+  cmd->add_option("--gates", opt->gates,
+                  "quantile: neurons whose learned gates are below the sparsity quantile are off; "
+                  "l0: hard-concrete L0 gates, the penalty weight steered so that share of gates closes; "
+                  "input: each hidden linear layer runs the top round((1 - sparsity) * 8) of its 8 neuron blocks, chosen per input")
+      ->check(CLI::IsMember({"quantile", "l0", "input"}))->capture_default_str()->group("Dynamic sparsity");
+  cmd->add_option("--sparsity-ramp", opt->sparsity_ramp,
+                  "share of training over which sparsity (quantile) or the target share of closed gates (l0) ramps up "
+                  "(cubic) to --sparsity; input gates are sparse from the start")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str()->group("Dynamic sparsity");
 
   // Data-efficient training (classification).

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <memory>
+#include <string>
+
+#include "leanai/core/error.h"
 
 namespace leanai {
 

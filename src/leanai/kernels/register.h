@@ -15,6 +15,8 @@ void register_loss_ops();
 void register_dropout_ops();
 void register_gate_ops();
 void register_moe_ops();
+void register_l0_gate_ops();
+void register_block_gated_linear_ops();
 
 inline void register_builtin_ops() {
   register_linear_ops();
@@ -29,6 +31,8 @@ inline void register_builtin_ops() {
   register_dropout_ops();
   register_gate_ops();
   register_moe_ops();
+  register_l0_gate_ops();
+  register_block_gated_linear_ops();
 }
 
 }  // namespace leanai

@@ -50,8 +50,9 @@ class Sgd : public Optimizer {
       for (auto& p : params_) buf_[p.name] = Tensor::zeros(p.value.shape());
   }
   void step() override {
-    const float lr = lr_, mu = c_.momentum, wd = c_.weight_decay;
+    const float mu = c_.momentum, wd = c_.weight_decay;
     for (auto& p : params_) {
+      const float lr = lr_ * p.lr_scale;
       float* w = p.value.data<float>();
       const float* g = p.grad.data<float>();
       float* b = mu > 0.0f ? buf_[p.name].data<float>() : nullptr;
@@ -103,8 +104,9 @@ class Adam : public Optimizer {
     ++steps_;
     const float bc1 = 1.0f - static_cast<float>(std::pow(c_.beta1, steps_));
     const float bc2_sqrt = std::sqrt(1.0f - static_cast<float>(std::pow(c_.beta2, steps_)));
-    const AdamCoeffs k{c_.beta1, c_.beta2, c_.eps, c_.weight_decay, lr_, lr_ / bc1, bc2_sqrt, decoupled_};
     for (auto& p : params_) {
+      const float lr = lr_ * p.lr_scale;
+      const AdamCoeffs k{c_.beta1, c_.beta2, c_.eps, c_.weight_decay, lr, lr / bc1, bc2_sqrt, decoupled_};
       float* w = p.value.data<float>();
       const float* g = p.grad.data<float>();
       float* m = m_[p.name].data<float>();
@@ -143,6 +145,16 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, std::vector<
   check(c.weight_decay >= 0.0f, "weight decay must be >= 0");
   check(c.momentum >= 0.0f && c.momentum < 1.0f, "momentum must be in [0, 1)");
   check(c.beta1 >= 0.0f && c.beta1 < 1.0f && c.beta2 >= 0.0f && c.beta2 < 1.0f, "Adam betas must be in [0, 1)");
+  for (auto& [suffix, scale] : c.lr_scale)
+    check(scale > 0.0f && std::isfinite(scale), "learning-rate scale for '*" + suffix + "' must be a positive number");
+  for (ParamRef& p : params) {
+    size_t matched = 0;
+    for (auto& [suffix, scale] : c.lr_scale)
+      if (p.name.ends_with(suffix) && suffix.size() >= matched) {
+        matched = suffix.size();
+        p.lr_scale = scale;
+      }
+  }
   if (c.kind == "sgd") return std::make_unique<Sgd>(c, std::move(params));
   if (c.kind == "adam") return std::make_unique<Adam>(c, std::move(params), false);
   if (c.kind == "adamw") return std::make_unique<Adam>(c, std::move(params), true);

@@ -16,6 +16,7 @@ struct ParamRef {
   std::string name;
   Tensor value;
   Tensor grad;
+  float lr_scale = 1.0f;  // this parameter learns at lr * lr_scale (set from OptimizerConfig::lr_scale)
 };
 
 struct OptimizerConfig {
@@ -25,6 +26,11 @@ struct OptimizerConfig {
   bool nesterov = false;      // sgd
   float weight_decay = 0.0f;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // adam, adamw
+  // Parameter groups with their own learning rate, as in PyTorch: a parameter
+  // whose name ends with a key learns at lr times its value (the longest
+  // matching key wins), e.g. {".log_alpha", 20} for L0 gates, which must
+  // travel several units within a run while the weights move little.
+  std::map<std::string, float> lr_scale;
 };
 
 class Optimizer {

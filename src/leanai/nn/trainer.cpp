@@ -78,7 +78,8 @@ json TrainConfig::to_json() const {
           {"batch_size", batch_size},
           {"optimizer", {{"kind", optimizer.kind}, {"lr", optimizer.lr}, {"momentum", optimizer.momentum},
                          {"nesterov", optimizer.nesterov}, {"weight_decay", optimizer.weight_decay},
-                         {"beta1", optimizer.beta1}, {"beta2", optimizer.beta2}, {"eps", optimizer.eps}}},
+                         {"beta1", optimizer.beta1}, {"beta2", optimizer.beta2}, {"eps", optimizer.eps},
+                         {"lr_scale", optimizer.lr_scale}}},
           {"schedule", {{"kind", schedule.kind}, {"step_size", schedule.step_size}, {"gamma", schedule.gamma},
                         {"warmup", schedule.warmup}, {"total", schedule.total}, {"min_lr", schedule.min_lr}}},
           {"clip_norm", clip_norm},
@@ -93,7 +94,8 @@ TrainConfig TrainConfig::from_json(const json& j) {
   c.batch_size = j.at("batch_size");
   const json& o = j.at("optimizer");
   c.optimizer = {o.at("kind"), o.at("lr"), o.at("momentum"), o.at("nesterov"), o.at("weight_decay"),
-                 o.at("beta1"), o.at("beta2"), o.at("eps")};
+                 o.at("beta1"), o.at("beta2"), o.at("eps"), {}};
+  if (o.contains("lr_scale")) c.optimizer.lr_scale = o["lr_scale"].get<std::map<std::string, float>>();
   const json& s = j.at("schedule");
   c.schedule = {s.at("kind"), s.at("step_size"), s.at("gamma"), s.at("warmup"), s.at("total"), s.at("min_lr")};
   c.clip_norm = j.at("clip_norm");

@@ -1,11 +1,13 @@
 #include "leanai/sparse/insert_gates.h"
 
+#include <functional>
 #include <set>
 #include <vector>
 
 #include "leanai/core/error.h"
 #include "leanai/graph/passes/graph_rewrite.h"
 #include "leanai/graph/shape_inference.h"
+#include "leanai/sparse/hard_concrete.h"
 
 namespace leanai {
 namespace {
@@ -32,6 +34,46 @@ bool feeds_layer(const Graph& g, const std::vector<std::vector<int>>& readers, i
   return false;
 }
 
+bool is_gate(const std::string& op) { return op == "neuron_gate" || op == "l0_gate"; }
+
+// True when some parameter of `g` is named "<prefix>.<anything>".
+bool prefix_taken(const Graph& g, const std::string& prefix) {
+  auto it = g.params().lower_bound(prefix + ".");
+  return it != g.params().end() && it->first.starts_with(prefix + ".");
+}
+
+// Adds a gate after the node `input` (channels at axis 1) and returns its id.
+using MakeGate = std::function<int(Graph& out, const std::string& prefix, int64_t channels, int input, Rng& rng)>;
+
+// A copy of `g` with a gate from `make` after every hidden activation that
+// feeds a layer (see with_gates).
+Graph gate_hidden_activations(const Graph& g, uint64_t seed, const MakeGate& make) {
+  const auto& nodes = g.nodes();
+  std::vector<std::vector<int>> readers(nodes.size());
+  for (const Node& n : nodes)
+    for (int i : n.inputs) readers[i].push_back(n.id);
+  const std::vector<Shape> shapes = infer_shapes(g, 1);
+
+  Rng rng(seed);
+  Graph out;
+  std::vector<int> remap(nodes.size(), -1);
+  int next_gate = 1;
+  for (const Node& n : nodes) {
+    remap[n.id] = copy_node(out, g, n, remap);
+    if (!is_activation(n.op) || n.id == g.output() || !feeds_layer(g, readers, n.id)) continue;
+    const bool already_gated = readers[n.id].size() == 1 && is_gate(nodes[readers[n.id][0]].op);
+    const size_t rank = shapes[n.id].size();
+    if (already_gated || (rank != 2 && rank != 4)) continue;
+    std::string prefix;
+    do prefix = "gate" + std::to_string(next_gate++);
+    while (prefix_taken(g, prefix));
+    remap[n.id] = make(out, prefix, shapes[n.id][1], remap[n.id], rng);
+  }
+  out.set_output(remap[g.output()]);
+  out.validate();
+  return out;
+}
+
 }  // namespace
 
 GateParams add_gate_params(Graph& graph, const std::string& prefix, int64_t channels, double sparsity, Rng& rng) {
@@ -47,31 +89,31 @@ GateParams add_gate_params(Graph& graph, const std::string& prefix, int64_t chan
 }
 
 Graph with_gates(const Graph& g, double sparsity, uint64_t seed) {
-  const auto& nodes = g.nodes();
-  std::vector<std::vector<int>> readers(nodes.size());
-  for (const Node& n : nodes)
-    for (int i : n.inputs) readers[i].push_back(n.id);
-  const std::vector<Shape> shapes = infer_shapes(g, 1);
+  check(sparsity >= 0.0 && sparsity < 1.0, "gate: sparsity must be in [0, 1), got " + std::to_string(sparsity));
+  return gate_hidden_activations(g, seed, [sparsity](Graph& out, const std::string& prefix, int64_t channels, int x, Rng& rng) {
+    const GateParams p = add_gate_params(out, prefix, channels, sparsity, rng);
+    return out.add("neuron_gate", {x, p.gates, p.sparsity}, json::object(), prefix);
+  });
+}
 
-  Rng rng(seed);
-  Graph out;
-  std::vector<int> remap(nodes.size(), -1);
-  int next_gate = 1;
-  for (const Node& n : nodes) {
-    remap[n.id] = copy_node(out, g, n, remap);
-    if (!is_activation(n.op) || n.id == g.output() || !feeds_layer(g, readers, n.id)) continue;
-    const bool already_gated = readers[n.id].size() == 1 && nodes[readers[n.id][0]].op == "neuron_gate";
-    const size_t rank = shapes[n.id].size();
-    if (already_gated || (rank != 2 && rank != 4)) continue;
-    std::string prefix;
-    do prefix = "gate" + std::to_string(next_gate++);
-    while (g.params().count(prefix + ".gates") || g.params().count(prefix + ".sparsity"));
-    const GateParams p = add_gate_params(out, prefix, shapes[n.id][1], sparsity, rng);
-    remap[n.id] = out.add("neuron_gate", {remap[n.id], p.gates, p.sparsity}, json::object(), prefix);
-  }
-  out.set_output(remap[g.output()]);
-  out.validate();
-  return out;
+L0GateParams add_l0_gate_params(Graph& graph, const std::string& prefix, int64_t channels, Rng& rng) {
+  check(channels >= 1, "l0 gate: the gated layer has no channels");
+  const double open = HardConcrete().log_alpha_for(kL0InitialGate);
+  Tensor log_alpha = Tensor::empty({channels});
+  float* p = log_alpha.data<float>();
+  for (int64_t c = 0; c < channels; ++c) p[c] = static_cast<float>(open) + rng.uniform(-1e-2f, 1e-2f);
+  L0GateParams ids;
+  ids.log_alpha = graph.add_param(prefix + ".log_alpha", log_alpha);
+  ids.l0_weight = graph.add_param(prefix + ".l0_weight", Tensor::zeros({1}), false);
+  ids.l0_penalty = graph.add_param(prefix + ".l0_penalty", Tensor::zeros({1}), false);
+  return ids;
+}
+
+Graph with_l0_gates(const Graph& g, uint64_t seed) {
+  return gate_hidden_activations(g, seed, [](Graph& out, const std::string& prefix, int64_t channels, int x, Rng& rng) {
+    const L0GateParams p = add_l0_gate_params(out, prefix, channels, rng);
+    return out.add("l0_gate", {x, p.log_alpha, p.l0_weight, p.l0_penalty}, json::object(), prefix);
+  });
 }
 
 }  // namespace leanai

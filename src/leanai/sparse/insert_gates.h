@@ -1,6 +1,7 @@
-// Gated layers for dynamic sparsity: a neuron_gate after a layer's output
-// neurons (see kernels/gate.cpp), and with_gates, which puts one after every
-// hidden layer of an existing model so the presets can be trained sparse.
+// Gated layers for dynamic sparsity: a neuron_gate (kernels/gate.cpp) or an
+// l0_gate (kernels/l0_gate.cpp) after a layer's output neurons, and
+// with_gates / with_l0_gates, which put one after every hidden layer of an
+// existing model so the presets can be trained sparse.
 //
 //   Graph sparse = with_gates(build_preset("mlp", {784}, 10, seed), 0.7);
 //   // mlp: fc1 -> relu -> gate1 -> fc2 -> relu -> gate2 -> fc3
@@ -28,5 +29,24 @@ GateParams add_gate_params(Graph& graph, const std::string& prefix, int64_t chan
 // directly or through pooling, dropout and flatten. The model's output layer
 // is never gated. Parameters are shared with `model`, as passes do.
 Graph with_gates(const Graph& model, double sparsity, uint64_t seed = 0);
+
+// The eval gate an l0_gate starts at: open, so training starts dense and the
+// L0 penalty decides which neurons close.
+constexpr double kL0InitialGate = 0.9;
+
+struct L0GateParams {
+  int log_alpha = -1;   // "<prefix>.log_alpha" [C], trainable
+  int l0_weight = -1;   // "<prefix>.l0_weight" [1], a buffer: lambda, 0 until a controller raises it
+  int l0_penalty = -1;  // "<prefix>.l0_penalty" [1], a buffer the op writes the penalty into
+};
+
+// Adds an l0_gate's parameters: log_alpha at the value whose eval gate is
+// kL0InitialGate (about 1.61), plus noise of +-1e-2.
+L0GateParams add_l0_gate_params(Graph& graph, const std::string& prefix, int64_t channels, Rng& rng);
+
+// As with_gates, with an l0_gate (beta, gamma, zeta at their defaults) in
+// place of each neuron_gate. Sparsity is not a parameter here: it comes from
+// the L0 penalty's weight, which nn/l0_controller.h steers toward a target.
+Graph with_l0_gates(const Graph& model, uint64_t seed = 0);
 
 }  // namespace leanai

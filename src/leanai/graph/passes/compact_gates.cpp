@@ -10,21 +10,27 @@
 #include "leanai/graph/shape_inference.h"
 #include "leanai/kernels/post_ops.h"
 #include "leanai/sparse/gate_mask.h"
+#include "leanai/sparse/hard_concrete.h"
 
 namespace leanai {
 namespace {
 
-// Which rows (axis 0) and columns (axis 1) of a parameter survive; empty = all.
+// Which rows (axis 0) and columns (axis 1) of a parameter survive, empty =
+// all, and a factor per column (empty = 1) the kept ones are multiplied by.
 struct Slice {
   std::vector<bool> rows, cols;
+  std::vector<float> col_scale;
 };
 
 // One gate that can be compacted: its kept channels and the parameters to slice.
 struct Compaction {
   std::vector<bool> keep;
+  std::vector<float> scale;               // l0_gate: eval z per channel; empty for neuron_gate (0 or 1)
   std::map<int, std::vector<bool>> rows;  // param node -> kept rows (producer weight, bias, batch-norm)
   int consumer_weight = -1;
   std::vector<bool> cols;                 // kept input columns of the consumer weight
+  std::vector<float> col_scale;           // the channel's z for each input column of the consumer weight
+  bool homogeneous = true;                // every op from the gate to the consumer has f(z x) = z f(x) for z >= 0
 };
 
 bool is_param(const Graph& g, int id) { return g.node(id).op == "param"; }
@@ -47,6 +53,14 @@ bool keeps_zero(const Node& n) {
   static const std::set<std::string> ops = {"relu", "leaky_relu", "gelu", "tanh", "maxpool2d", "avgpool2d",
                                             "global_avgpool", "dropout"};
   if (n.op == "clip") return attr_float(n, "min", -1.0) <= 0.0 && attr_float(n, "max", 1.0) >= 0.0;
+  return ops.count(n.op) > 0;
+}
+
+// Ops after the gate through which a per-channel factor z >= 0 passes
+// unchanged to the consumer (positively homogeneous): f(z x) = z f(x).
+bool passes_scale(const Node& n) {
+  static const std::set<std::string> ops = {"relu", "leaky_relu", "maxpool2d", "avgpool2d", "global_avgpool",
+                                            "dropout", "flatten"};
   return ops.count(n.op) > 0;
 }
 
@@ -93,8 +107,10 @@ bool match_consumer(const Graph& g, const NodeUses& uses, const std::vector<Shap
       if (!owned_param(g, uses, n.inputs[1])) return false;
       c.consumer_weight = n.inputs[1];
       for (bool on : c.keep) c.cols.insert(c.cols.end(), group, on);
+      for (float z : c.scale) c.col_scale.insert(c.col_scale.end(), group, z);
       return static_cast<int64_t>(c.cols.size()) == param_value(g, n.inputs[1]).dim(1);
     }
+    c.homogeneous = c.homogeneous && passes_scale(n);
     if (n.op == "flatten") {
       if (flattened || attr_int(n, "axis", 1) != 1 || (rank != 2 && rank != 4)) return false;
       if (rank == 4) group = shapes[id][2] * shapes[id][3];
@@ -126,31 +142,67 @@ Tensor slice_param(const Tensor& t, const Slice& s) {
   for (int64_t i : r)
     for (int64_t j : c) {
       const float* from = src + (i * cols + j) * rest;
-      for (int64_t k = 0; k < rest; ++k) *dst++ = from[k];
+      const float factor = s.col_scale.empty() ? 1.0f : s.col_scale[j];
+      for (int64_t k = 0; k < rest; ++k) *dst++ = from[k] * factor;
     }
   return out;
+}
+
+// The channels a gate keeps at inference, and for an l0_gate their eval z.
+// False when the gate's parameters are not parameters (computed values).
+bool gate_channels(const Graph& g, const Node& n, Compaction& c) {
+  if (!is_param(g, n.inputs[1])) return false;
+  const Tensor& gates = param_value(g, n.inputs[1]);
+  if (n.op == "neuron_gate") {
+    if (!is_param(g, n.inputs[2])) return false;
+    c.keep = active_channels(gates.data<float>(), gates.numel(), param_value(g, n.inputs[2]).data<float>()[0]);
+    return true;
+  }
+  const HardConcrete hc = HardConcrete::of(n);
+  for (int64_t ch = 0; ch < gates.numel(); ++ch) {
+    const float z = static_cast<float>(hc.eval_gate(gates.data<float>()[ch]));
+    c.keep.push_back(z > 0.0f);
+    c.scale.push_back(z);
+  }
+  return true;
+}
+
+bool all_ones(const std::vector<float>& v) {
+  return std::all_of(v.begin(), v.end(), [](float z) { return z == 1.0f; });
+}
+
+// z of the kept channels, shaped to multiply the gate's (compacted) input:
+// [kept] for [N, C], [kept, 1, 1] for [N, C, H, W].
+Tensor kept_scale(const Compaction& c, size_t rank) {
+  std::vector<float> z;
+  for (size_t ch = 0; ch < c.keep.size(); ++ch)
+    if (c.keep[ch]) z.push_back(c.scale[ch]);
+  const auto kept = static_cast<int64_t>(z.size());
+  return Tensor::from_vector(rank == 4 ? Shape{kept, 1, 1} : Shape{kept}, z);
 }
 
 }  // namespace
 
 Graph compact_gates(const Graph& g) {
   bool any_gate = false;
-  for (const Node& n : g.nodes()) any_gate |= n.op == "neuron_gate";
+  for (const Node& n : g.nodes()) any_gate |= n.op == "neuron_gate" || n.op == "l0_gate";
   if (!any_gate) return g;
 
   const NodeUses uses = node_uses(g);
   const std::vector<Shape> shapes = infer_shapes(g, 1);
   std::map<int, Slice> slices;  // param node -> what survives
   std::set<int> dropped;        // gate nodes that become their input
+  std::map<int, Tensor> scaled; // l0 gates that become a per-channel multiply by z
   for (const Node& n : g.nodes()) {
-    if (n.op != "neuron_gate" || !is_param(g, n.inputs[1]) || !is_param(g, n.inputs[2])) continue;
-    const Tensor& gates = param_value(g, n.inputs[1]);
+    if (n.op != "neuron_gate" && n.op != "l0_gate") continue;
     Compaction c;
-    c.keep = active_channels(gates.data<float>(), gates.numel(), param_value(g, n.inputs[2]).data<float>()[0]);
-    if (std::all_of(c.keep.begin(), c.keep.end(), [](bool on) { return on; })) {
-      dropped.insert(n.id);  // nothing off: an identity
+    if (!gate_channels(g, n, c)) continue;
+    const bool all_on = std::all_of(c.keep.begin(), c.keep.end(), [](bool on) { return on; });
+    if (all_on && all_ones(c.scale)) {
+      dropped.insert(n.id);  // nothing off, nothing scaled: an identity
       continue;
     }
+    if (std::none_of(c.keep.begin(), c.keep.end(), [](bool on) { return on; })) continue;  // no zero-width layers
     if (!match_producer(g, uses, shapes, n.inputs[0], c) || !match_consumer(g, uses, shapes, n.id, c)) continue;
     // A parameter is sliced along each axis by at most one gate (chains do not overlap).
     bool clash = !slices[c.consumer_weight].cols.empty();
@@ -158,15 +210,27 @@ Graph compact_gates(const Graph& g) {
     if (clash) continue;
     for (auto& [param, keep] : c.rows) slices[param].rows = keep;
     slices[c.consumer_weight].cols = c.cols;
-    dropped.insert(n.id);
+    if (all_ones(c.scale)) {
+      dropped.insert(n.id);
+    } else if (c.homogeneous) {
+      slices[c.consumer_weight].col_scale = c.col_scale;  // z folds into the consumer's input columns
+      dropped.insert(n.id);
+    } else {
+      scaled[n.id] = kept_scale(c, shapes[n.id].size());  // e.g. tanh after the gate: z stays a multiply
+    }
   }
 
   Graph out;
   std::vector<int> remap(g.nodes().size(), -1);
   for (const Node& n : g.nodes()) {
     auto slice = slices.find(n.id);
+    auto scale = scaled.find(n.id);
     if (dropped.count(n.id)) {
       remap[n.id] = remap[n.inputs[0]];
+    } else if (scale != scaled.end()) {
+      const int z =
+          out.add_param(unused_param_name(g, out, (n.name.empty() ? "gate" : n.name) + ".scale"), scale->second, false);
+      remap[n.id] = out.add("mul", {remap[n.inputs[0]], z}, json::object(), n.name);
     } else if (slice != slices.end() && (!slice->second.rows.empty() || !slice->second.cols.empty())) {
       const Parameter& p = g.params().at(n.name);
       remap[n.id] = out.add_param(n.name, slice_param(p.value, slice->second), p.trainable);

@@ -1,8 +1,16 @@
-// Pass (inference): turns the neurons a neuron_gate switches off into work
-// not done. For each gate it computes the mask (the rule of
-// sparse/gate_mask.h, as in training), removes the off channels from the
+// Pass (inference): turns the neurons a neuron_gate or l0_gate switches off
+// into work not done. For each gate it computes which channels are off (a
+// neuron_gate's mask, the rule of sparse/gate_mask.h, as in training; an
+// l0_gate's eval z == 0, sparse/hard_concrete.h), removes them from the
 // layer that produces them and from the layer that reads them, and drops the
 // gate. Multiplying by a mask saves nothing; smaller kernels do.
+//
+// An l0_gate also scales its open channels by their eval z, 0 < z <= 1.
+// When every op between the gate and the consumer is positively homogeneous
+// (relu, leaky_relu, pooling, dropout, flatten: f(z x) = z f(x) for z >= 0),
+// z is folded into the consumer's input columns (or input channels) of that
+// channel; otherwise (gelu, tanh, clip after the gate) the gate becomes a
+// per-channel `mul` by the kept channels' z (parameter "<gate>.scale").
 //
 // Supported pattern (anything else leaves that gate in place, and the pass
 // goes on with the others):
@@ -23,12 +31,15 @@
 //             channels are sliced
 //
 // Every node on the chain must be read only by the next one. A gate with
-// sparsity 0 (everything on) is an identity and is always dropped.
+// sparsity 0 (everything on), or an l0_gate with every z == 1, is an
+// identity and is always dropped; an l0_gate with every z == 0 stays (it
+// would leave zero-width layers).
 //
 // Safe because an off channel is exactly 0 after the gate and stays 0 up to
 // the consumer, so its weights there multiply zeros; the producer's rows for
-// it only fed that channel. Outputs match the gated graph up to float
-// summation order (< 1e-5 on values of order 1).
+// it only fed that channel; and a folded z multiplies the same products
+// (consumer weight times z times input) in another order. Outputs match the
+// gated graph (in eval mode) up to float rounding (< 1e-5 on values of order 1).
 #pragma once
 #include "leanai/graph/graph.h"
 

@@ -26,7 +26,8 @@ only at high pruning rates (its README's example uses 0.3 at 90% pruning), so
 
 Run via bench/data_bench.sh. Env: EPOCHS (8), SEEDS (3), THREADS (2), RATIOS (0.7),
 LEANAI (build/leanai), OUT (bench/out). Writes $OUT/data_results.jsonl
-(one line per run) and $OUT/data_table.md; prints the tables.
+(one line per run) and $OUT/data_table.md; prints the tables. A re-run skips
+the runs already recorded; `data_bench.py --report` only prints the tables.
 """
 import json, os, statistics, subprocess, sys, time
 
@@ -101,7 +102,8 @@ def value(seed):
 
 
 ANNEAL = f"{1.0 / EPOCHS + 1e-3:.4f}"  # the last epoch on all data
-for seed in range(SEEDS):
+REPORT_ONLY = "--report" in sys.argv  # tables from the runs recorded so far, no training
+for seed in ([] if REPORT_ONLY else range(SEEDS)):
     train("full", 1.0, seed, EPOCHS, [])
     scores, proxy = value(seed)
     for keep in KEEPS:

@@ -133,7 +133,9 @@ def stats(arm, keep):
 
 
 def cell(s):
-    return f"{s['mean']:.2f} ± {s['sd']:.2f}" if s else "-"
+    if not s:
+        return "-"
+    return f"{s['mean']:.2f} ± {s['sd']:.2f}" + (f" ({s['n']} seeds)" if s["n"] < SEEDS else "")
 
 
 def full_at(share):

@@ -104,7 +104,9 @@ class Lowering {
 
   static void reads(Step& s, int v) { s.reads.push_back(v); }
 
-  int reorder_to(int v, const md& want, const std::string& name) {
+  // `want` by value: it may be a reference into the value table (copy_value),
+  // which new_value can reallocate.
+  int reorder_to(int v, const md want, const std::string& name) {
     const int out = new_value(val(v).shape, want);
     auto pd = dnnl::reorder::primitive_desc(cpu_engine(), val(v).desc, cpu_engine(), want, user_scratchpad());
     auto& s = add_primitive(dnnl::reorder(pd), pd.scratchpad_desc(), name, "reorder",

@@ -18,6 +18,7 @@
 #include "leanai/core/error.h"
 #include "leanai/core/parallel.h"
 #include "leanai/graph/op.h"
+#include "leanai/kernels/channel_dot.h"
 #include "leanai/sparse/gate_mask.h"
 
 namespace leanai {
@@ -68,7 +69,7 @@ class NeuronGateKernel : public OpKernel {
         for (int64_t p = 0; p < planes; ++p) scale_plane(g + p * inner_, mask[p % channels_], dx + p * inner_, inner_);
       }
     }
-    if (din[1]) straight_through(x, g, din[1]->data<float>());
+    if (din[1]) channel_dot(x, g, din[1]->data<float>(), batch_, channels_, inner_);  // straight-through: every gate gets sum(dy * x)
   }
 
   double flops(const std::vector<Shape>&, const Shape&) const override { return 0.0; }
@@ -82,28 +83,6 @@ class NeuronGateKernel : public OpKernel {
       for (int64_t i = 0; i < n; ++i) y[i] = 0.0f;
     } else {
       for (int64_t i = 0; i < n; ++i) y[i] = x[i];
-    }
-  }
-
-  // dg_c = sum over n, i of dy * x. Each channel is summed in a fixed order
-  // (by n, then i), so the result does not depend on the thread count.
-  void straight_through(const float* __restrict x, const float* __restrict g, float* __restrict dg) const {
-    if (inner_ == 1) {
-      for (int64_t c = 0; c < channels_; ++c) dg[c] = 0.0f;
-      for (int64_t n = 0; n < batch_; ++n)
-        for (int64_t c = 0; c < channels_; ++c) dg[c] += g[n * channels_ + c] * x[n * channels_ + c];
-      return;
-    }
-#pragma omp parallel for if (batch_ * channels_ * inner_ > kParallelMinElements)
-    for (int64_t c = 0; c < channels_; ++c) {
-      double acc = 0.0;
-      for (int64_t n = 0; n < batch_; ++n) {
-        const int64_t at = (n * channels_ + c) * inner_;
-        float plane = 0.0f;
-        for (int64_t i = 0; i < inner_; ++i) plane += g[at + i] * x[at + i];
-        acc += plane;
-      }
-      dg[c] = static_cast<float>(acc);
     }
   }
 

@@ -28,6 +28,7 @@
 #include "leanai/core/error.h"
 #include "leanai/core/parallel.h"
 #include "leanai/graph/op.h"
+#include "leanai/kernels/channel_dot.h"
 #include "leanai/sparse/hard_concrete.h"
 
 namespace leanai {
@@ -87,7 +88,7 @@ class L0GateKernel : public OpKernel {
     if (din[0]) scale_channels(g, din[0]->data<float>());
     if (!din[1]) return;
     float* da = din[1]->data<float>();
-    channel_dot(x, g, da);
+    channel_dot(x, g, da, batch_, channels_, inner_);
     const double lambda = weight(in);
     const double shift = hc_.beta * std::log(-hc_.gamma / hc_.zeta);
     const float* log_alpha = in[1]->data<float>();
@@ -129,28 +130,6 @@ class L0GateKernel : public OpKernel {
     for (int64_t p = 0; p < planes; ++p) {
       const float zc = z[p % channels];
       for (int64_t i = 0; i < inner; ++i) y[p * inner + i] = x[p * inner + i] * zc;
-    }
-  }
-
-  // out_c = sum over n (and h, w) of g * x, each channel in a fixed order, so
-  // the result does not depend on the thread count.
-  void channel_dot(const float* __restrict x, const float* __restrict g, float* __restrict out) const {
-    if (inner_ == 1) {
-      for (int64_t c = 0; c < channels_; ++c) out[c] = 0.0f;
-      for (int64_t n = 0; n < batch_; ++n)
-        for (int64_t c = 0; c < channels_; ++c) out[c] += g[n * channels_ + c] * x[n * channels_ + c];
-      return;
-    }
-#pragma omp parallel for if (batch_ * channels_ * inner_ > kParallelMinElements)
-    for (int64_t c = 0; c < channels_; ++c) {
-      double acc = 0.0;
-      for (int64_t n = 0; n < batch_; ++n) {
-        const int64_t at = (n * channels_ + c) * inner_;
-        float plane = 0.0f;
-        for (int64_t i = 0; i < inner_; ++i) plane += g[at + i] * x[at + i];
-        acc += plane;
-      }
-      out[c] = static_cast<float>(acc);
     }
   }
 

@@ -13,6 +13,7 @@
 #include "expect_error.h"
 #include "leanai/data/dataset.h"
 #include "leanai/graph/executor.h"
+#include "leanai/graph/passes/compact_gates.h"
 #include "leanai/nn/model_builder.h"
 #include "leanai/nn/models.h"
 #include "leanai/nn/trainer.h"
@@ -510,6 +511,20 @@ TEST(MoeBuilder, SpecLayerBuildsTheOpWithBuffers) {
   Graph g2 = ModelBuilder({12}, 0).moe(4, 1, 8).finish();
   EXPECT_EQ(g2.node(g2.output()).inputs.size(), 9u);
   EXPECT_EQ(g2.params().count("moe1.shared_w1"), 0u);
+}
+
+TEST(MoeBuilder, PresetRunsThreeOfSeventeenExpertMlps) {
+  Graph g = build_preset("mlp-moe", {1, 28, 28}, 10, 0);
+  const Node* moe = nullptr;
+  for (const Node& n : g.nodes())
+    if (n.op == "moe") moe = &n;
+  ASSERT_NE(moe, nullptr);
+  EXPECT_EQ(moe->attrs["top_k"], 2);
+  EXPECT_EQ(g.param("moe1.w1").value.shape(), (Shape{16, 64, 256}));
+  EXPECT_EQ(g.param("moe1.shared_w1").value.shape(), (Shape{64, 256}));
+  // Multiply-adds per sample: fc1, router, 2 routed + 1 shared expert MLPs, fc2.
+  const double active_macs = 784.0 * 256 + 256.0 * 16 + 3 * (2 * 256.0 * 64) + 256.0 * 10;
+  EXPECT_NEAR(active_flops_per_sample(g) / (2 * active_macs), 1.0, 0.01);
 }
 
 TEST(MoeBuilder, SpecErrors) {

@@ -9,7 +9,7 @@
 
 namespace leanai {
 
-std::vector<std::string> preset_names() { return {"mlp", "cnn", "cnn-bn"}; }
+std::vector<std::string> preset_names() { return {"mlp", "mlp-moe", "cnn", "cnn-bn"}; }
 
 bool is_preset(const std::string& name) {
   for (const auto& p : preset_names())
@@ -24,9 +24,13 @@ static void need_image(const std::string& preset, const Shape& s) {
 
 Graph build_preset(const std::string& name, const Shape& sample_shape, int64_t num_outputs, uint64_t seed) {
   ModelBuilder b(sample_shape, seed);
-  if (sample_shape.size() != 1 && name == "mlp") b.flatten();
+  if (sample_shape.size() != 1 && (name == "mlp" || name == "mlp-moe")) b.flatten();
   if (name == "mlp") {
     b.linear(512).activation("relu").linear(256).activation("relu").linear(num_outputs);
+  } else if (name == "mlp-moe") {
+    // DeepSeekMoE-style middle block: 16 fine-grained experts (256 -> 64 -> 256),
+    // 2 routed per sample plus 1 shared, so each sample runs 3 of 17 expert MLPs.
+    b.linear(256).activation("relu").moe(16, 2, 64, 1).activation("relu").linear(num_outputs);
   } else if (name == "cnn") {
     need_image(name, sample_shape);
     b.conv2d(32, 3).activation("relu").maxpool2d(2);

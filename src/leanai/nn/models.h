@@ -2,6 +2,7 @@
 //
 // Presets (the reference models of ../shared/anchors plus one tuned for accuracy):
 //   mlp     784-512-256-10 with ReLU
+//   mlp-moe fc256 - MoE (16 experts 256-64-256, top 2, 1 shared) - fc10: 0.21 M active FLOPs
 //   cnn     conv32-conv64-fc128-fc10 (3x3 convs, ReLU, 2x2 max-pool)
 //   cnn-bn  conv32-BN-conv64-BN (padded, pooled) - fc256-BN-dropout - fc10
 //

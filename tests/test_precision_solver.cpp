@@ -1,0 +1,133 @@
+// The precision solver on hand-made per-layer tables: it keeps a known
+// sensitive layer precise, meets size and latency budgets, never picks a
+// precision slower than a higher one, and repairs a plan whose true drop
+// (interactions the per-layer table cannot see) misses the budget.
+#include <gtest/gtest.h>
+
+#include "expect_error.h"
+#include "leanai/quant/precision_solver.h"
+
+using namespace leanai;
+using leanai::test_support::expect_error;
+
+namespace {
+
+// A layer of `params` weights whose int8 drop is `int8_drop`; bf16 halves the
+// time of fp32, int8 a quarter.
+LayerCosts layer(const std::string& name, double params, double int8_drop, double ms = 1.0) {
+  return {name,
+          {{Precision::fp32, 0.0, 4 * params, ms},
+           {Precision::bf16, 0.02, 2 * params, ms / 2},
+           {Precision::int8, int8_drop, params, ms / 4}}};
+}
+
+std::vector<LayerCosts> four_layers() {
+  return {layer("conv1", 300, 0.05), layer("conv2", 20000, 0.04), layer("fc1", 400000, 2.5), layer("fc2", 2500, 0.1)};
+}
+
+PlanMeasure additive(const std::vector<LayerCosts>& t, const Assignment& a) { return predict(usable_options(t), a); }
+
+}  // namespace
+
+TEST(PrecisionSolver, KeepsTheSensitiveLayerPrecise) {
+  const auto t = four_layers();
+  const Assignment a = choose_precisions(t, {BudgetKind::max_drop, 0.3});
+  EXPECT_EQ(a[0], Precision::int8);
+  EXPECT_EQ(a[1], Precision::int8);
+  EXPECT_EQ(a[2], Precision::bf16);  // int8 would cost 2.5 points; bf16 is still twice as fast as fp32
+  EXPECT_EQ(a[3], Precision::int8);
+  EXPECT_LE(additive(t, a).drop, 0.3);
+}
+
+TEST(PrecisionSolver, ZeroDropBudgetKeepsEveryLayerAtALosslessPrecision) {
+  auto t = four_layers();
+  t[0].options[1].drop = 0;  // conv1 loses nothing at bf16
+  const Assignment a = choose_precisions(t, {BudgetKind::max_drop, 0.0});
+  EXPECT_EQ(a[0], Precision::bf16);
+  for (size_t i = 1; i < a.size(); ++i) EXPECT_EQ(a[i], Precision::fp32);
+}
+
+TEST(PrecisionSolver, NeverPicksAPrecisionSlowerThanAHigherOne) {
+  auto t = four_layers();
+  t[2].options[2] = {Precision::int8, 0.0, 400000, 5.0};  // fc1 int8: lossless but slower than fp32
+  const auto usable = usable_options(t);
+  for (const PrecisionCost& c : usable[2].options) EXPECT_NE(c.precision, Precision::int8);
+  // Even under a size budget that int8 everywhere would meet more easily.
+  const Assignment a = choose_precisions(t, {BudgetKind::max_size, 0.6 * 4 * 422800});
+  EXPECT_NE(a[2], Precision::int8);
+}
+
+TEST(PrecisionSolver, SizeBudgetIsMetWithTheLeastPredictedDrop) {
+  const auto t = four_layers();
+  const double fp32 = 4.0 * (300 + 20000 + 400000 + 2500);
+  const Assignment a = choose_precisions(t, {BudgetKind::max_size, 0.3 * fp32});
+  EXPECT_LE(additive(t, a).bytes, 0.3 * fp32);
+  EXPECT_EQ(a[2], Precision::int8);  // the only way under 30%: the big layer must shrink
+  EXPECT_EQ(a[0], Precision::fp32);  // small layers stay precise: they barely change the size
+}
+
+TEST(PrecisionSolver, LatencyBudget) {
+  const auto t = four_layers();
+  const Assignment a = choose_precisions(t, {BudgetKind::max_latency, 2.0});
+  EXPECT_LE(additive(t, a).latency_ms, 2.0 + 1e-9);
+  EXPECT_EQ(a[2], Precision::bf16);
+}
+
+TEST(PrecisionSolver, ImpossibleBudgetIsAClearError) {
+  expect_error([&] { choose_precisions(four_layers(), {BudgetKind::max_size, 100.0}); }, {"relax the target"});
+}
+
+TEST(PrecisionSolver, RepairsWhenTheTrueDropExceedsTheBudget) {
+  const auto t = four_layers();
+  // The held-out split shows an interaction: conv1 and conv2 both in int8 cost 0.5 more.
+  int calls = 0;
+  auto evaluate = [&](const Assignment& a) {
+    ++calls;
+    PlanMeasure m = additive(t, a);
+    if (a[0] == Precision::int8 && a[1] == Precision::int8) m.drop += 0.5;
+    return m;
+  };
+  const SolvedPlan plan = solve_precisions(t, {BudgetKind::max_drop, 0.3}, evaluate, {.max_evaluations = 6});
+  EXPECT_TRUE(plan.met_budget);
+  EXPECT_LE(plan.measured.drop, 0.3);
+  EXPECT_FALSE(plan.assignment[0] == Precision::int8 && plan.assignment[1] == Precision::int8);
+  EXPECT_EQ(plan.assignment[2], Precision::bf16);
+  EXPECT_EQ(plan.evaluations, calls);
+  EXPECT_GE(calls, 2);
+  EXPECT_EQ(plan.log.size(), static_cast<size_t>(calls));
+}
+
+TEST(PrecisionSolver, StopsAtTheEvaluationBoundAndReportsTheClosestPlan) {
+  const auto t = four_layers();
+  auto evaluate = [&](const Assignment& a) {
+    PlanMeasure m = additive(t, a);
+    m.drop += 1.0;  // nothing but fp32 everywhere would do, and even that measures 1 point off
+    return m;
+  };
+  const SolvedPlan plan = solve_precisions(t, {BudgetKind::max_drop, 0.3}, evaluate, {.max_evaluations = 3});
+  EXPECT_FALSE(plan.met_budget);
+  EXPECT_EQ(plan.evaluations, 3);
+  EXPECT_GT(plan.measured.drop, 0.3);
+}
+
+TEST(PrecisionSolver, ParsesTargets) {
+  const double bytes = 1e6, ms = 10;
+  SolverBudget b = parse_budget("max-drop=0.3%", bytes, ms);
+  EXPECT_EQ(b.kind, BudgetKind::max_drop);
+  EXPECT_DOUBLE_EQ(b.limit, 0.3);
+  EXPECT_DOUBLE_EQ(parse_budget("max-drop=1", bytes, ms).limit, 1.0);
+  b = parse_budget("size=30%", bytes, ms);
+  EXPECT_EQ(b.kind, BudgetKind::max_size);
+  EXPECT_DOUBLE_EQ(b.limit, 3e5);
+  EXPECT_DOUBLE_EQ(parse_budget("size=2MB", bytes, ms).limit, 2e6);
+  EXPECT_DOUBLE_EQ(parse_budget("size=512KB", bytes, ms).limit, 512e3);
+  b = parse_budget("latency=40%", bytes, ms);
+  EXPECT_EQ(b.kind, BudgetKind::max_latency);
+  EXPECT_DOUBLE_EQ(b.limit, 4.0);
+  EXPECT_DOUBLE_EQ(parse_budget("latency=1.5ms", bytes, ms).limit, 1.5);
+  expect_error([&] { parse_budget("drop=0.3", bytes, ms); }, {"unknown target 'drop'"});
+  expect_error([&] { parse_budget("max-drop", bytes, ms); }, {"has no '='"});
+  expect_error([&] { parse_budget("size=abc%", bytes, ms); }, {"not a non-negative number"});
+  expect_error([&] { parse_budget("latency=3s", bytes, ms); }, {"in ms"});
+  expect_error([&] { parse_budget("max-drop=-1%", bytes, ms); }, {"not a non-negative number"});
+}

@@ -109,7 +109,7 @@ def train(task, arm, seed, done):
     result = [l for l in lines if l.get("event") == "result"][-1]
     info = run_json([LEANAI, "info", path, "--json"])[-1]
     record({"kind": "train", "task": task, "arm": arm, "seed": seed, "test_accuracy": result["test"]["accuracy"],
-            "flops_per_sample": info["flops_per_sample"], "active_flops_per_sample": info["active_flops_per_sample"],
+            "flops_per_sample": info["flops_per_sample"], "active_flops_per_sample": info.get("active_flops_per_sample", info["flops_per_sample"]),
             "parameters": info["parameters"], "train_seconds": result["train_seconds"],
             "sparsity": result.get("sparsity")}, done)
 

@@ -378,7 +378,7 @@ TEST_F(Cli, FailedTrainDoesNotClobberExistingOutput) {
   write_text((cwd_ / "keep.leanai").string(), precious);
   const std::string bad_spec = (root_ / "bad_spec2.json").string();
   write_text(bad_spec, "not json");
-  for (std::vector<std::string> extra : {std::vector<std::string>{"--model", "resnet", "--data", fm_},
+  for (std::vector<std::string> extra : {std::vector<std::string>{"--model", "resnet50", "--data", fm_},
                                          {"--model", bad_spec, "--data", fm_},
                                          {"--model", "mlp", "--data", truncated_},
                                          {"--model", "mlp", "--data", fm_, "--resume", model_},

@@ -137,8 +137,26 @@ TEST_F(Presets, CnnBnRunsForwardInEvalAndTraining) {
   }
 }
 
+TEST_F(Presets, ResnetHasThreeResidualBlocksWithProjectionShortcuts) {
+  Graph g = build_preset("resnet", {1, 28, 28}, 10, 0);
+  int adds = 0, convs = 0;
+  for (const Node& n : g.nodes()) {
+    adds += n.op == "add";
+    convs += n.op == "conv2d";
+  }
+  EXPECT_EQ(adds, 3);
+  EXPECT_EQ(convs, 1 + 2 * 3 + 2);  // stem, two per block, a 1x1 shortcut where the width changes
+  EXPECT_EQ(g.param("conv9.weight").value.shape(), (Shape{64, 32, 1, 1}));
+  Executor ex(g);
+  EXPECT_EQ(ex.forward({Tensor::zeros({2, 1, 28, 28})}).shape(), (Shape{2, 10}));
+  // 16 * 9 stem + blocks (16: 2 * 16*16*9; 32: 16*32*9 + 32*32*9 + 16*32; 64: 32*64*9 + 64*64*9 + 32*64) + BN + fc.
+  const int64_t convs_w = 144 + 2 * 2304 + 4608 + 9216 + 512 + 18432 + 36864 + 2048;
+  const int64_t bn_w = 2 * (16 + 16 + 16 + 32 + 32 + 32 + 64 + 64 + 64);
+  EXPECT_EQ(g.num_trainable_parameters(), convs_w + bn_w + 64 * 10 + 10);
+}
+
 TEST_F(Presets, Errors) {
-  expect_error([] { build_preset("resnet", {1, 28, 28}, 10, 0); }, {"unknown model preset 'resnet'", "mlp", "cnn-bn"});
+  expect_error([] { build_preset("resnet50", {1, 28, 28}, 10, 0); }, {"unknown model preset 'resnet50'", "mlp", "cnn-bn", "resnet"});
   expect_error([] { build_preset("cnn", {13}, 3, 0); }, {"preset 'cnn' needs image input", "[13]"});
   EXPECT_TRUE(is_preset("cnn-bn"));
   EXPECT_FALSE(is_preset("CNN"));

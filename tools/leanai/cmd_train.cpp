@@ -270,7 +270,7 @@ void add_train_command(CLI::App& app) {
   auto opt = std::make_shared<TrainOptions>();
   CLI::App* cmd = app.add_subcommand("train", "Train a model and save it");
   opt->data.add_to(*cmd, true);
-  cmd->add_option("--model", opt->model, "preset (mlp, mlp-moe, cnn, cnn-bn) or a JSON spec file")->capture_default_str();
+  cmd->add_option("--model", opt->model, "preset (mlp, mlp-moe, cnn, cnn-bn, resnet) or a JSON spec file")->capture_default_str();
   cmd->add_option("-o,--out", opt->out, "where to save the trained model")->capture_default_str();
   cmd->add_option("--checkpoint", opt->checkpoint, "write a resumable checkpoint here after every epoch");
   cmd->add_option("--resume", opt->resume, "continue from a checkpoint written with --checkpoint");

@@ -164,6 +164,27 @@ ModelBuilder& ModelBuilder::moe(int64_t experts, int64_t top_k, int64_t hidden, 
   return *this;
 }
 
+ModelBuilder& ModelBuilder::residual_block(int64_t out_channels, int64_t stride) {
+  check(shape_.size() == 3, "residual_block needs a [C, H, W] input, got " + shape_str(shape_));
+  const int in = current_;
+  const Shape in_shape = shape_;
+  conv2d(out_channels, 3, stride, 1, 1, 1, false).batchnorm().activation("relu");
+  conv2d(out_channels, 3, 1, 1, 1, 1, false).batchnorm();
+  const int main_branch = current_;
+  const Shape out_shape = shape_;
+  int shortcut = in;
+  if (stride != 1 || in_shape[0] != out_channels) {
+    current_ = in;
+    shape_ = in_shape;
+    conv2d(out_channels, 1, stride, 0, 1, 1, false).batchnorm();
+    shortcut = current_;
+  }
+  // Both branches have out_shape, so the add keeps it.
+  current_ = graph_.add("add", {main_branch, shortcut});
+  shape_ = out_shape;
+  return activation("relu");
+}
+
 Graph ModelBuilder::finish() {
   graph_.set_output(current_);
   graph_.validate();

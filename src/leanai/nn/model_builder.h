@@ -43,6 +43,10 @@ class ModelBuilder {
   ModelBuilder& moe(int64_t experts, int64_t top_k, int64_t hidden, int64_t shared = 0,
                     const std::string& affinity = "sigmoid", const MoeOptions& options = {});
 
+  // A ResNet basic block: conv3x3(stride)-BN-ReLU-conv3x3-BN plus a shortcut
+  // (identity, or conv1x1(stride)-BN when the shape changes), added, then ReLU.
+  ModelBuilder& residual_block(int64_t out_channels, int64_t stride = 1);
+
   const Shape& shape() const { return shape_; }  // current sample shape
   Graph finish();
 

@@ -9,7 +9,7 @@
 
 namespace leanai {
 
-std::vector<std::string> preset_names() { return {"mlp", "mlp-moe", "cnn", "cnn-bn"}; }
+std::vector<std::string> preset_names() { return {"mlp", "mlp-moe", "cnn", "cnn-bn", "resnet"}; }
 
 bool is_preset(const std::string& name) {
   for (const auto& p : preset_names())
@@ -41,6 +41,12 @@ Graph build_preset(const std::string& name, const Shape& sample_shape, int64_t n
     b.conv2d(32, 3, 1, 1, 1, 1, false).batchnorm().activation("relu").maxpool2d(2);
     b.conv2d(64, 3, 1, 1, 1, 1, false).batchnorm().activation("relu").maxpool2d(2);
     b.flatten().linear(256, false).batchnorm().activation("relu").dropout(0.3).linear(num_outputs);
+  } else if (name == "resnet") {
+    // ResNet-8 for small images: a stem and three basic blocks (16, 32, 64 channels).
+    need_image(name, sample_shape);
+    b.conv2d(16, 3, 1, 1, 1, 1, false).batchnorm().activation("relu");
+    b.residual_block(16).residual_block(32, 2).residual_block(64, 2);
+    b.global_avgpool().flatten().linear(num_outputs);
   } else {
     std::string known;
     for (const auto& p : preset_names()) known += (known.empty() ? "" : ", ") + p;

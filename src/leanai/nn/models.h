@@ -5,6 +5,7 @@
 //   mlp-moe fc256 - MoE (16 experts 256-64-256, top 2, 1 shared) - fc10: 0.21 M active FLOPs
 //   cnn     conv32-conv64-fc128-fc10 (3x3 convs, ReLU, 2x2 max-pool)
 //   cnn-bn  conv32-BN-conv64-BN (padded, pooled) - fc256-BN-dropout - fc10
+//   resnet  ResNet-8: conv16-BN stem, basic blocks of 16, 32 (stride 2), 64 (stride 2), global pool, fc
 //
 // A JSON spec is a list of layers applied in order:
 //   {"layers": [{"type": "conv2d", "out": 16, "kernel": 3, "padding": 1},

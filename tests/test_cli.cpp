@@ -295,7 +295,7 @@ TEST_F(Cli, TrainErrors) {
     return a;
   };
   expect_clean_error(with({"--threads", "-1"}), {"--threads"});
-  expect_clean_error(with({"--model", "resnet"}), {"unknown model preset 'resnet'"});
+  expect_clean_error(with({"--model", "resnet50"}), {"unknown model preset 'resnet50'"});
   expect_clean_error(with({"--model", (root_ / "no-such-spec.json").string()}), {"cannot open model spec", "no-such-spec.json"});
   const std::string bad_spec = (root_ / "bad_spec.json").string();
   write_text(bad_spec, "{\"layers\": [{\"type\": \"linear\",");

@@ -63,8 +63,9 @@ void ActivationHistogram::add(const Tensor& x) {
   const int64_t n = t.numel();
   float lo = p[0], hi = p[0];
   for (int64_t i = 0; i < n; ++i) {
-    check(std::isfinite(p[i]), "activation histogram: the batch holds NaN or Inf at element " + std::to_string(i) +
-                                   "; calibrate on finite data");
+    if (!std::isfinite(p[i]))
+      throw Error("activation histogram: the batch holds NaN or Inf at element " + std::to_string(i) +
+                  "; calibrate on finite data");
     lo = std::min(lo, p[i]);
     hi = std::max(hi, p[i]);
   }

@@ -36,12 +36,28 @@ void gemv_rows(const Int4GemvArgs& a, int64_t o_begin, int64_t o_end) {
         const V lo = hn::Mul(hn::ConvertTo(df, hn::ShiftRight<28>(hn::ShiftLeft<28>(q))), s);
         const V hi = hn::Mul(hn::ConvertTo(df, hn::ShiftRight<28>(hn::ShiftLeft<24>(q))), s);
         for (int r = 0; r < R; ++r) {
-          acc[r] = hn::MulAdd(lo, hn::LoadU(df, a.x_even + r * half + j), acc[r]);
-          acc[r] = hn::MulAdd(hi, hn::LoadU(df, a.x_odd + r * half + j), acc[r]);
+          acc[r] = hn::MulAdd(lo, hn::LoadU(df, a.x_even + r * a.x_stride + j), acc[r]);
+          acc[r] = hn::MulAdd(hi, hn::LoadU(df, a.x_odd + r * a.x_stride + j), acc[r]);
         }
       }
     }
     for (int r = 0; r < R; ++r) a.y[r * a.ldy + o] = hn::GetLane(hn::SumOfLanes(df, acc[r]));
+  }
+}
+
+// One packed row to f32 in split order: even columns to `even`, odd to `odd`.
+void Int4Widen(const uint8_t* packed, const float* scales, int64_t k, int64_t block, float* even, float* odd) {
+  const hn::CappedTag<float, 16> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint8_t, decltype(df)> du8;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df)), block_bytes = block / 2;
+  for (int64_t b = 0; b < k / block; ++b) {
+    const auto s = hn::Set(df, scales[b]);
+    for (int64_t j = b * block_bytes; j < (b + 1) * block_bytes; j += n) {
+      const auto q = hn::PromoteTo(di, hn::LoadU(du8, packed + j));
+      hn::StoreU(hn::Mul(hn::ConvertTo(df, hn::ShiftRight<28>(hn::ShiftLeft<28>(q))), s), df, even + j);
+      hn::StoreU(hn::Mul(hn::ConvertTo(df, hn::ShiftRight<28>(hn::ShiftLeft<24>(q))), s), df, odd + j);
+    }
   }
 }
 
@@ -69,6 +85,18 @@ namespace leanai {
 
 HWY_EXPORT(Int4Gemv);
 HWY_EXPORT(CompiledTarget);
+HWY_EXPORT(Int4Widen);
+
+void int4_widen_row(const uint8_t* packed, const float* scales, int64_t k, int64_t block, float* dst) {
+  HWY_DYNAMIC_DISPATCH(Int4Widen)(packed, scales, k, block, dst, dst + k / 2);
+}
+
+void int4_split_row(const float* x, int64_t k, float* dst) {
+  for (int64_t j = 0; j < k / 2; ++j) {
+    dst[j] = x[2 * j];
+    dst[k / 2 + j] = x[2 * j + 1];
+  }
+}
 
 void int4_gemv(const Int4GemvArgs& a, int64_t o_begin, int64_t o_end) {
   if (a.rows < 1 || o_begin >= o_end) return;
@@ -76,10 +104,12 @@ void int4_gemv(const Int4GemvArgs& a, int64_t o_begin, int64_t o_end) {
 }
 
 void int4_split_columns(const float* x, int64_t rows, int64_t k, float* even, float* odd) {
-  for (int64_t i = 0; i < rows * k / 2; ++i) {
-    even[i] = x[2 * i];
-    odd[i] = x[2 * i + 1];
-  }
+  const int64_t stride = int4_split_stride(k);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < k / 2; ++j) {
+      even[r * stride + j] = x[r * k + 2 * j];
+      odd[r * stride + j] = x[r * k + 2 * j + 1];
+    }
 }
 
 const char* int4_gemv_target() { return hwy::TargetName(HWY_DYNAMIC_DISPATCH(CompiledTarget)()); }

@@ -40,7 +40,7 @@ Tensor unpack_int4(const Tensor& packed);
 
 Int4Weights quantize_int4_blocks(const Tensor& w, int64_t block, Int4ScaleRule rule = Int4ScaleRule::mse);
 Tensor dequantize_int4_blocks(const Int4Weights& w);
-// One row: dst[k] = value[k] * scales[k / block], k < K (the kernel's tile decompression).
+// One row: dst[k] = value[k] * scales[k / block], k < K.
 void dequantize_int4_row(const uint8_t* packed, const float* scales, int64_t k, int64_t block, float* dst);
 
 }  // namespace leanai

@@ -1,6 +1,6 @@
 // INT4 block weights (quant/int4_blocks.h) and the qlinear_w4 op: exact
 // packing, quantization error bounds, the kernel (packed GEMV up to 8 rows,
-// tiled sgemm above) against an f32 reference on the dequantized weights, in
+// widened 256-row tiles above) against an f32 reference on the dequantized weights, in
 // the Executor and in a compiled Plan, and clear errors on bad shapes.
 #include <gtest/gtest.h>
 
@@ -130,7 +130,7 @@ TEST(Int4Blocks, LayoutErrorsAreClear) {
 TEST(QLinearW4, MatchesTheReferenceAtEveryBatchAndBlock) {
   std::printf("int4 GEMV dispatched to %s\n", int4_gemv_target());
   struct Case { int64_t out, k; };
-  for (Case c : {Case{70, 256}, Case{130, 4096}})
+  for (Case c : {Case{70, 256}, Case{300, 256}, Case{130, 4096}})  // 300: a full and a partial 256-row tile
     for (int64_t block : {32, 64}) {
       W4Layer l = make_layer(c.out, c.k, block);
       const Tensor w = dequantize_int4_blocks(l.q);

@@ -22,7 +22,14 @@ int Graph::add_input(const std::string& name, const Shape& sample_shape, DType d
 
 int Graph::add_param(const std::string& name, Tensor value, bool trainable) {
   check(!params_.count(name), "parameter '" + name + "' is defined twice");
-  check(value.defined() && value.dtype() == DType::f32, "parameter '" + name + "' must be an f32 tensor");
+  check(value.defined(), "parameter '" + name + "' is an empty tensor");
+  // Quantized and 16-bit weights (quant/precision.h) are stored as they are;
+  // only f32 parameters can be trained.
+  const DType t = value.dtype();
+  check(t == DType::f32 || t == DType::bf16 || t == DType::f16 || t == DType::i8 || t == DType::u8,
+        "parameter '" + name + "' has dtype " + dtype_name(t) + "; parameters are F32, BF16, F16, I8 or U8");
+  check(t == DType::f32 || !trainable, "parameter '" + name + "' is " + dtype_name(t) +
+                                           " and cannot be trainable; only F32 parameters are trained");
   Node n;
   n.id = static_cast<int>(nodes_.size());
   n.op = "param";

@@ -15,6 +15,7 @@
 #include <onnx/onnx_pb.h>
 
 #include "leanai/core/error.h"
+#include "leanai/graph/shape_inference.h"
 #include "leanai/io/atomic_file.h"
 #include "leanai/kernels/pool_geometry.h"
 #include "leanai/kernels/post_ops.h"
@@ -511,7 +512,20 @@ OnnxExport Exporter::run() {
   }
   auto* vo = graph_->add_output();
   vo->set_name(o_.output_name);
-  vo->mutable_type()->mutable_tensor_type()->set_elem_type(TP::FLOAT);
+  auto* ot = vo->mutable_type()->mutable_tensor_type();
+  ot->set_elem_type(TP::FLOAT);
+  // ONNX checkers want the output's shape: the kernels' own inference where
+  // they can run (not for ops without a kernel in this build), else the rank.
+  Shape shape(std::max(ranks_[out], 1), -1);
+  try {
+    shape = infer_shapes(g_, 1).at(out);
+  } catch (const Error&) {
+  }
+  for (size_t k = 0; k < shape.size(); ++k) {
+    auto* d = ot->mutable_shape()->add_dim();
+    if (k == 0 && o_.dynamic_batch) d->set_dim_param("N");
+    else if (shape[k] > 0) d->set_dim_value(shape[k]);
+  }
 
   OnnxExport result_export;
   check(model.ByteSizeLong() < (size_t{1} << 31), "ONNX export: the model is larger than 2 GiB, which ONNX cannot hold in one file");

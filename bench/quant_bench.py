@@ -175,12 +175,13 @@ def measure(rows):
                 r[f"b{b}_ms"] = statistics.median(r["rounds"][b])
 
 
-def report(rows):
+def report(rows, settings):
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
 
-    lines = [f"Quantization benchmark: {THREADS} threads, latency = median of {ROUNDS} round(s) (ms); accuracy on "
-             f"{SAMPLES} test images; weights = bytes of stored weights and buffers.", "",
+    lines = [f"Quantization benchmark: {settings['threads']} threads, latency = median of {settings['rounds']} round(s) "
+             f"of {settings['seconds']} s (ms); accuracy on {settings['samples']} test images after {settings['epochs']} "
+             "epoch(s) of PyTorch training; weights = bytes of stored weights and buffers.", "",
              "| model | tool | variant | weights KB | size vs fp32 | accuracy % | vs fp32 (pp) | batch 1 ms | "
              "batch 256 ms | b256 speed vs fp32 | notes |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -206,8 +207,11 @@ def report(rows):
 os.makedirs(OUT, exist_ok=True)
 if REPORT_ONLY:
     with open(RESULTS) as f:
-        report([json.loads(l) for l in f if l.strip()])
+        recorded = [json.loads(l) for l in f if l.strip()]
+    report([r for r in recorded if r.get("event") != "settings"], next(r for r in recorded if r.get("event") == "settings"))
     sys.exit(0)
+SETTINGS = {"event": "settings", "threads": THREADS, "rounds": ROUNDS, "seconds": SECONDS, "samples": SAMPLES,
+            "epochs": EPOCHS, "calib": CALIB, "models": MODELS}
 def has_quantize():
     """`leanai quantize` exists when its own help mentions --calib (an unknown
     subcommand with --help prints the top-level help and exits 0)."""
@@ -224,7 +228,7 @@ for m in MODELS:
     rows += prepare(m, quantize_available)
 measure(rows)
 with open(RESULTS, "w") as f:
-    for r in rows:
+    for r in [SETTINGS] + rows:
         print(json.dumps(r), flush=True)
         f.write(json.dumps(r) + "\n")
-report(rows)
+report(rows, SETTINGS)

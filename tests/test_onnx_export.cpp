@@ -200,14 +200,18 @@ TEST(OnnxExportQuantized, QdqStructurePerTheContract) {
   for (const auto& n : m.graph().node())
     for (const auto& o : n.output()) producer[o] = &n;
 
-  // One Q/DQ pair for the conv's input, one shared by fc1a and fc1b; fc2's is dynamic; fc3 reads f32.
+  // One Q/DQ pair for the conv's input, one shared by fc1a and fc1b; fc2 (dynamic u8)
+  // takes ONNX Runtime's MatMulInteger pattern; fc3 (dynamic s8) reads f32.
   EXPECT_EQ(e.op_counts.at("QuantizeLinear"), 2);
   EXPECT_EQ(e.op_counts.at("DynamicQuantizeLinear"), 1);
-  EXPECT_EQ(e.op_counts.at("DequantizeLinear"), 3 + 5 + 3);  // activations + int8 weights + int32 biases
+  EXPECT_EQ(e.op_counts.at("DequantizeLinear"), 2 + 4 + 3);  // activations + int8 weights + int32 biases
   EXPECT_EQ(e.op_counts.at("Conv"), 1);
-  EXPECT_EQ(e.op_counts.at("Gemm"), 5);
+  EXPECT_EQ(e.op_counts.at("Gemm"), 4);
+  EXPECT_EQ(e.op_counts.at("MatMulInteger"), 1);
+  EXPECT_EQ(e.op_counts.at("Cast"), 1);
+  EXPECT_EQ(e.op_counts.at("Mul"), 2);
   EXPECT_EQ(e.op_counts.at("Relu"), 2);
-  EXPECT_EQ(e.op_counts.at("Add"), 1);
+  EXPECT_EQ(e.op_counts.at("Add"), 2);  // fc1b's residual, fc2's bias
 
   int checked_weights = 0, checked_biases = 0;
   for (const auto& n : m.graph().node()) {
@@ -252,7 +256,7 @@ TEST(OnnxExportQuantized, QdqStructurePerTheContract) {
       }
     }
   }
-  EXPECT_EQ(checked_weights, 5);
+  EXPECT_EQ(checked_weights, 4);
   EXPECT_EQ(checked_biases, 3);
 }
 
@@ -293,6 +297,28 @@ TEST(OnnxExportQuantized, Int4WeightsAreDequantizedToF32) {
     return;
   }
   ADD_FAILURE() << "no dequantized int4 weight";
+}
+
+TEST(OnnxExportQuantized, DynamicU8LinearTakesTheMatMulIntegerPattern) {
+  const QGraph q = q_graph();
+  const onnx::ModelProto m = parse(build_onnx_export(q.g, {}));
+  std::map<std::string, const onnx::TensorProto*> inits;
+  for (const auto& t : m.graph().initializer()) inits[t.name()] = &t;
+  for (const auto& n : m.graph().node()) {
+    if (n.op_type() != "MatMulInteger") continue;
+    // x_u8 and its zero point from DynamicQuantizeLinear; Wq transposed to [in, out], zero point 0.
+    const onnx::TensorProto& wt = *inits.at(n.input(1));
+    EXPECT_EQ(wt.data_type(), onnx::TensorProto::INT8);
+    ASSERT_EQ(wt.dims_size(), 2);
+    EXPECT_EQ(wt.dims(0), 32);
+    EXPECT_EQ(wt.dims(1), 32);
+    const Tensor& wq = q.g.params().at("fc2.wq").value;
+    for (int o = 0; o < 32; ++o)
+      for (int k = 0; k < 32; ++k) EXPECT_EQ(static_cast<int8_t>(wt.raw_data()[k * 32 + o]), wq.data<int8_t>()[o * 32 + k]);
+    EXPECT_EQ(inits.at(n.input(3))->data_type(), onnx::TensorProto::INT8);
+    return;
+  }
+  ADD_FAILURE() << "no MatMulInteger";
 }
 
 TEST(OnnxExportQuantized, BadQuantizationAttributesAreErrors) {

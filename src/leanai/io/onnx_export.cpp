@@ -5,6 +5,7 @@
 #include "leanai/io/onnx_export.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -126,6 +127,8 @@ class Exporter {
   std::string linear(const std::string& x, const std::string& w, const std::string& b, int rank, const std::string& hint);
   std::string conv(const Node& n, const std::string& x, const std::string& w, const std::string& b, const std::string& hint);
   std::string q_input(const Node& n, const std::string& hint, float* static_scale);
+  const std::array<std::string, 3>& dynamic_quantize(const std::string& x, const std::string& hint);
+  std::string dynamic_qlinear(const Node& n, const std::string& hint);
   std::string q_weight(const Node& n, const std::string& where);
   std::string q_bias(const Node& n, float x_scale);
   std::string w4_weight(const Node& n, const std::string& where);
@@ -142,6 +145,7 @@ class Exporter {
   std::vector<int> ranks_;  // of each value (batch axis included), for Gemm vs MatMul
   std::set<std::string> used_;
   std::map<std::string, std::string> qdq_cache_;  // (value, quantization) -> dequantized name
+  std::map<std::string, std::array<std::string, 3>> dynq_cache_;  // value -> DynamicQuantizeLinear outputs
   std::map<std::string, int> op_counts_;
   int64_t weight_bytes_ = 0;
 };
@@ -217,8 +221,49 @@ std::string Exporter::conv(const Node& n, const std::string& x, const std::strin
   });
 }
 
+// DynamicQuantizeLinear of x (its u8 value, scale and zero point), once per value.
+const std::array<std::string, 3>& Exporter::dynamic_quantize(const std::string& x, const std::string& h) {
+  auto it = dynq_cache_.find(x);
+  if (it != dynq_cache_.end()) return it->second;
+  emit("DynamicQuantizeLinear", {x}, h + "/dynq", {}, 3);
+  const onnx::NodeProto& q = graph_->node(graph_->node_size() - 1);
+  return dynq_cache_[x] = {q.output(0), q.output(1), q.output(2)};
+}
+
+bool is_dynamic_u8(const Node& n) {
+  if (!n.attrs.contains("input") || !n.attrs["input"].is_object()) return false;
+  const json& in = n.attrs["input"];
+  const json d = in.value("dynamic", json(false));
+  const bool dynamic = (d.is_boolean() && d.get<bool>()) || (d.is_number_integer() && d.get<int64_t>() != 0);
+  return dynamic && in.value("dtype", json("")) == json("u8");
+}
+
+// qlinear with a dynamic u8 input on [batch, in]: the pattern ONNX Runtime's
+// quantize_dynamic writes, which it fuses into DynamicQuantizeMatMul (int8
+// compute); the math is the contract's: acc * (s * w_scale[o]) + b.
+std::string Exporter::dynamic_qlinear(const Node& n, const std::string& h) {
+  const std::string w = where(n);
+  const Tensor& wq = param_tensor(n.inputs[1], w, "weight");
+  const Tensor& ws = param_tensor(n.inputs[2], w, "weight scale");
+  check(wq.dtype() == DType::i8 && wq.rank() == 2, w + ": the weight must be stored as I8 [out, in], got " +
+                                                       std::string(dtype_name(wq.dtype())) + " " + shape_str(wq.shape()));
+  check(ws.dtype() == DType::f32 && ws.shape() == Shape{wq.dim(0)}, w + ": the weight scale must be f32 [" + std::to_string(wq.dim(0)) + "]");
+  const int64_t out = wq.dim(0), k = wq.dim(1);
+  const std::string wt = add_typed(g_.node(n.inputs[1]).name + ".transposed", {k, out}, DType::i8, [&](Tensor& t) {
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t c = 0; c < k; ++c) t.data<int8_t>()[c * out + o] = wq.data<int8_t>()[o * k + c];
+  });
+  const std::string wz = add_typed(g_.node(n.inputs[1]).name + ".zero_point", {}, DType::i8, [](Tensor&) {});
+  const auto& q = dynamic_quantize(value(n.inputs[0]), h);
+  const std::string acc = emit("MatMulInteger", {q[0], wt, q[2], wz}, h + "/matmul_integer");
+  const std::string accf = emit("Cast", {acc}, h + "/cast", [](onnx::NodeProto& c) { set_attr(c, "to", int64_t{TP::FLOAT}); });
+  const std::string scale = emit("Mul", {q[1], value(n.inputs[2])}, h + "/scale");
+  const std::string y = emit("Mul", {accf, scale}, h + "/scaled");
+  return emit("Add", {y, value(n.inputs[3])}, h + "/bias");
+}
+
 // The q-op's input as the float op reads it: Q -> DQ (static), DynamicQuantizeLinear
-// -> DQ (dynamic u8), or x itself (dynamic s8). *static_scale gets s, or 0 when dynamic.
+// -> DQ (dynamic u8 qconv2d), or x itself (dynamic s8). *static_scale gets s, or 0 when dynamic.
 std::string Exporter::q_input(const Node& n, const std::string& h, float* static_scale) {
   const std::string w = where(n);
   check(n.attrs.contains("input") && n.attrs["input"].is_object(), w + ": needs the 'input' quantization attribute");
@@ -233,9 +278,8 @@ std::string Exporter::q_input(const Node& n, const std::string& h, float* static
     if (dtype == "s8") return x;  // weight-only int8 (see the header)
     const std::string key = x + "|dynamic";
     if (!qdq_cache_.count(key)) {
-      const std::string xq = emit("DynamicQuantizeLinear", {x}, h + "/dynq", {}, 3);
-      const onnx::NodeProto* q = &graph_->node(graph_->node_size() - 1);  // outputs: y, scale, zero point
-      qdq_cache_[key] = emit("DequantizeLinear", {xq, q->output(1), q->output(2)}, h + "/dq");
+      const auto& q = dynamic_quantize(x, h);
+      qdq_cache_[key] = emit("DequantizeLinear", {q[0], q[1], q[2]}, h + "/dq");
     }
     return qdq_cache_[key];
   }
@@ -340,6 +384,11 @@ void Exporter::export_node(const Node& n) {
     if (is_conv) rank = 4;
   } else if (n.op == "qlinear" || n.op == "qconv2d") {
     check(base == 4, w + ": expects x, Wq, w_scale, b and one input per 'add' post-op");
+    if (n.op == "qlinear" && rank <= 2 && is_dynamic_u8(n)) {
+      names_[n.id] = post_ops(n, dynamic_qlinear(n, h), base, h);
+      ranks_[n.id] = rank;
+      return;
+    }
     float s = 0.0f;
     const std::string x = q_input(n, h, &s);
     const std::string wq = q_weight(n, w), b = q_bias(n, s);

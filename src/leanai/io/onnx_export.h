@@ -18,8 +18,12 @@
 //   bias          static: int32 initializer (round(b / (s * w_scale[o]))) through
 //                 DequantizeLinear, as ONNX Runtime's QDQ fusion requires;
 //                 dynamic: f32 (there is no static input scale);
-//   dynamic u8    DynamicQuantizeLinear -> DequantizeLinear: the same per-batch
-//                 scale and zero point as the contract, so results match;
+//   dynamic u8    DynamicQuantizeLinear: the same per-batch scale and zero point
+//                 as the contract, so results match. qlinear then takes ONNX
+//                 Runtime's own dynamic pattern, MatMulInteger(x_u8, Wq^T) -> Cast
+//                 -> Mul(s * w_scale) -> Add(b), which it fuses into int8
+//                 DynamicQuantizeMatMul (a DQ -> MatMul form stays f32 there);
+//                 qconv2d reads it through DequantizeLinear;
 //   dynamic s8    the input stays f32 (weight-only int8): ONNX has no symmetric
 //                 dynamic quantizer, and emulating one costs more nodes than it saves;
 //   qlinear_w4    f32 weights, dequantized at export (opset 13 has no int4 type);

@@ -321,6 +321,45 @@ TEST(OnnxExportQuantized, DynamicU8LinearTakesTheMatMulIntegerPattern) {
   ADD_FAILURE() << "no MatMulInteger";
 }
 
+// Dynamic s8 inputs export weight-only (f32 input, DequantizeLinear weights) and
+// int4 weights as f32: leanai's importer folds those DQs, so such a graph reads
+// back as the float graph of its dequantized weights.
+TEST(OnnxExportQuantized, WeightOnlyExportsImportAsTheirDequantizedFloatGraph) {
+  register_q_op_stubs();
+  Graph g, want;
+  const Tensor wq = int8_weights({32, 20}, 8), ws = random_tensor({32}, 9, 0.01f), b1 = random_tensor({32}, 10, 0.1f);
+  Tensor packed = Tensor::empty({4, 16}, DType::u8);
+  for (int64_t i = 0; i < packed.numel(); ++i) packed.data<uint8_t>()[i] = static_cast<uint8_t>(i * 53 + 7);
+  const Tensor w4s = random_tensor({4, 1}, 11, 0.1f), b2 = random_tensor({4}, 12, 0.1f);
+  int x = g.add_input("input", {20});
+  int y = g.add("qlinear", {x, typed_param(g, "fc1.wq", wq), g.add_param("fc1.ws", ws), g.add_param("fc1.b", b1)},
+                {{"input", {{"dtype", "s8"}, {"dynamic", true}}}, {"post_ops", {{{"op", "relu"}}}}}, "fc1");
+  g.set_output(g.add("qlinear_w4", {y, typed_param(g, "fc2.wp", packed), g.add_param("fc2.ws", w4s), g.add_param("fc2.b", b2)},
+                     {{"block", 32}, {"in", 32}}, "fc2"));
+
+  Tensor w1 = Tensor::empty({32, 20}), w2 = Tensor::empty({4, 32});
+  for (int64_t o = 0; o < 32; ++o)
+    for (int64_t k = 0; k < 20; ++k) w1.data<float>()[o * 20 + k] = wq.data<int8_t>()[o * 20 + k] * ws.data<float>()[o];
+  for (int64_t o = 0; o < 4; ++o)
+    for (int64_t k = 0; k < 32; ++k) {
+      const uint8_t byte = packed.data<uint8_t>()[o * 16 + k / 2];
+      const int nib = k % 2 == 0 ? byte & 0xf : byte >> 4;
+      w2.data<float>()[o * 32 + k] = static_cast<float>(nib >= 8 ? nib - 16 : nib) * w4s.data<float>()[o];
+    }
+  x = want.add_input("input", {20});
+  y = want.add("relu", {want.add("linear", {x, want.add_param("w1", w1), want.add_param("b1", b1)})});
+  want.set_output(want.add("linear", {y, want.add_param("w2", w2), want.add_param("b2", b2)}));
+
+  Graph back = import_onnx_bytes(build_onnx_export(g, {}).bytes, "weight-only").graph;
+  const Tensor in = random_tensor({6, 20}, 13);
+  Executor a(want), b(back);
+  const Tensor expected = a.forward({in}).clone();
+  EXPECT_LE(max_abs_diff(b.forward({in}), expected), 1e-5);
+  // int8 activations (QuantizeLinear on the model's data) have no float meaning: a clear error.
+  expect_error([&] { import_onnx_bytes(build_onnx_export(q_graph().g, {}).bytes, "static.onnx"); },
+               {"static.onnx", "unsupported operator 'QuantizeLinear'"});
+}
+
 TEST(OnnxExportQuantized, BadQuantizationAttributesAreErrors) {
   register_q_op_stubs();
   auto qlinear = [](int64_t zero_point, const Tensor& w) {

@@ -20,7 +20,9 @@ order rotating, so drift hits all alike). Before `leanai quantize` exists the
 leanai int8/mixed rows say "leanai quantize: not available" and the rest runs.
 
 Run via bench/quant_bench.sh. Env: MODELS (mlp,cnn,cnn-bn,resnet), EPOCHS of
-PyTorch training (2), SAMPLES (10000), CALIB images for static int8 (2048),
+PyTorch training (2), LEANAI_WEIGHTS (import; "train" makes leanai train its
+own presets instead, for a quantize that wants a model trained by leanai),
+SAMPLES (10000), CALIB images for static int8 (2048),
 ROUNDS (3), SECONDS per cell (2), THREADS (2), LEANAI (build/leanai),
 LEANAI_CALIB (the --calib data for leanai quantize: fashion-mnist), TARGET
 (max-drop=0.3%), OUT (bench/out/quant). Writes OUT/quant_results.jsonl (one
@@ -46,6 +48,9 @@ THREADS = os.environ.get("THREADS", "2")
 LEANAI = os.environ.get("LEANAI", os.path.join(ROOT, "build", "leanai"))
 LEANAI_CALIB = os.environ.get("LEANAI_CALIB", "fashion-mnist")
 TARGET = os.environ.get("TARGET", "max-drop=0.3%")
+# import: leanai runs PyTorch's trained weights (the same in every tool); train:
+# leanai trains its own mlp / cnn / cnn-bn presets (resnet is always imported).
+LEANAI_WEIGHTS = os.environ.get("LEANAI_WEIGHTS", "import")
 BATCHES = "1,256"
 RESULTS = os.path.join(OUT, "quant_results.jsonl")
 # OpenMP keeps its default wait policy (see infer_bench.py).
@@ -120,8 +125,13 @@ def prepare(model, quantize_available):
         rows.append(ort_row(model, "int8-static", qdq, "torch's QDQ export (linear+relu unfused)"))
 
     base = f"{OUT}/{model}.leanai"
-    run([LEANAI, "import", onnx_fp32, "-o", base, "--task", "classification"])
-    rows.append(leanai_row(model, "fp32", base, "imported from the PyTorch ONNX file"))
+    if LEANAI_WEIGHTS == "train" and model != "resnet":  # leanai's own preset, trained by leanai
+        run([LEANAI, "train", "--model", model, "--epochs", str(max(int(EPOCHS), 1)), "--threads", THREADS,
+             "--out", base, "--json", "-q"])
+        rows.append(leanai_row(model, "fp32", base, f"trained by leanai ({max(int(EPOCHS), 1)} epochs)"))
+    else:
+        run([LEANAI, "import", onnx_fp32, "-o", base, "--task", "classification"])
+        rows.append(leanai_row(model, "fp32", base, "imported from the PyTorch ONNX file"))
     # The exporter round trip: ORT on leanai's own export of the fp32 model must match ORT on torch's.
     run([LEANAI, "export-onnx", base, "-o", f"{OUT}/{model}.leanai.onnx"])
     rows[-1]["ort_accuracy_of_export"] = ort_row(model, "fp32", f"{OUT}/{model}.leanai.onnx").get("accuracy")
@@ -211,7 +221,7 @@ if REPORT_ONLY:
     report([r for r in recorded if r.get("event") != "settings"], next(r for r in recorded if r.get("event") == "settings"))
     sys.exit(0)
 SETTINGS = {"event": "settings", "threads": THREADS, "rounds": ROUNDS, "seconds": SECONDS, "samples": SAMPLES,
-            "epochs": EPOCHS, "calib": CALIB, "models": MODELS}
+            "epochs": EPOCHS, "calib": CALIB, "models": MODELS, "leanai_weights": LEANAI_WEIGHTS}
 def has_quantize():
     """`leanai quantize` exists when its own help mentions --calib (an unknown
     subcommand with --help prints the top-level help and exits 0)."""

@@ -25,10 +25,16 @@
 //                 DynamicQuantizeMatMul (a DQ -> MatMul form stays f32 there);
 //                 qconv2d reads it through DequantizeLinear;
 //   dynamic s8    the input stays f32 (weight-only int8): ONNX has no symmetric
-//                 dynamic quantizer, and emulating one costs more nodes than it saves;
+//                 dynamic quantizer, and emulating one costs more nodes than it
+//                 saves; outputs then differ from leanai's by the input rounding only;
 //   qlinear_w4    f32 weights, dequantized at export (opset 13 has no int4 type);
 //   compute=bf16 and F16/BF16-stored weights -> f32 initializers (the values
 //                 are exactly the stored ones; ONNX Runtime computes in f32).
+// ONNX Runtime makes a q-conv QLinearConv (a q-linear QGemm) when its output
+// reaches a QuantizeLinear: the next static q-op's input Q, moved back over
+// MaxPool / Flatten, with a Relu before a u8 zero-point-0 Q dropped. A conv
+// whose output stays f32 (a residual add, the last layer) runs as a float op
+// on dequantized values: the same numbers, without the int8 speed.
 // Sparse and MoE ops (gates, moe, block_gated_linear), layernorm, losses and
 // anything else are a leanai::Error naming the node and op; nothing is written.
 #pragma once

@@ -20,6 +20,7 @@
 #include "leanai/core/rng.h"
 #include "leanai/core/tensor.h"
 #include "leanai/data/idx.h"
+#include "leanai/graph/executor.h"
 #include "leanai/io/model_file.h"
 
 namespace fs = std::filesystem;
@@ -253,6 +254,7 @@ TEST_F(Cli, HelpForEverySubcommand) {
       {{"predict", "--help"}, {"model", "--input", "--output", "--format", "--json"}},
       {{"info", "--help"}, {"model", "--input-shape", "--classes", "--json"}},
       {{"bench", "--help"}, {"model", "--batch", "--threads", "--compare", "--layers", "--recommend", "--json"}},
+      {{"export-onnx", "--help"}, {"model", "--out", "--opset", "--fixed-batch", "--json"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args[0] + " " + (c.args.size() > 1 ? c.args[1] : ""));
@@ -470,6 +472,52 @@ TEST_F(Cli, EvalReproducesTrainingAccuracy) {
   EXPECT_NE(text.out.find("confusion matrix"), std::string::npos);
   EXPECT_NE(text.out.find("Ankle boot"), std::string::npos);
   EXPECT_TRUE(listing(cwd_).empty()) << "eval writes no files";
+}
+
+// ---------------------------------------------------------------------------
+// export-onnx
+
+TEST_F(Cli, ExportOnnxWritesAModelImportReadsBack) {
+  NEED_FMNIST();
+  Result r = run({"export-onnx", model_, "--out", "m.onnx", "--json"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["event"], "export-onnx");
+  EXPECT_EQ(j["opset"], 13);
+  EXPECT_EQ(j["ops"]["Gemm"], 3);
+  EXPECT_EQ(j["ops"]["Relu"], 2);
+  EXPECT_GT(j["weight_bytes"].get<int64_t>(), 4 * 784 * 512);
+  EXPECT_EQ(listing(cwd_), std::set<std::string>{"m.onnx"}) << "no temp file is left";
+  r = run({"export-onnx", model_, "-o", "m.onnx"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(lines_of(r.out).size(), 1u);
+  EXPECT_NE(r.out.find("Gemm 3"), std::string::npos) << r.out;
+
+  // `leanai import` reads the file back and computes the same logits.
+  ASSERT_EQ(run({"import", "m.onnx", "-o", "back.leanai"}).rc, 0);
+  leanai::LoadedModel a = leanai::load_model(model_), b = leanai::load_model((cwd_ / "back.leanai").string());
+  Tensor x = Tensor::empty({4, 1, 28, 28});
+  leanai::Rng rng(5);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = rng.normal();
+  leanai::Executor ea(a.graph), eb(b.graph);
+  const Tensor want = ea.forward({x}).clone();
+  const Tensor& got = eb.forward({x});
+  ASSERT_EQ(got.shape(), want.shape());
+  for (int64_t i = 0; i < got.numel(); ++i) EXPECT_NEAR(got.data<float>()[i], want.data<float>()[i], 1e-5);
+}
+
+TEST_F(Cli, ExportOnnxErrors) {
+  expect_clean_error({"export-onnx", "missing.leanai", "--out", "m.onnx"}, {"missing.leanai"});
+  expect_clean_error({"export-onnx", "missing.leanai"}, {"--out"});
+  expect_clean_error({"export-onnx", "missing.leanai", "--out", "m.onnx", "--opset", "11"}, {"--opset"});
+  // A model with an op ONNX export does not cover names it, and writes nothing.
+  leanai::Graph g;
+  const int x = g.add_input("input", {8});
+  g.set_output(g.add("layernorm", {x, g.add_param("ln.weight", Tensor::full({8}, 1.0f)), g.add_param("ln.bias", Tensor::zeros({8}))},
+                     {}, "ln"));
+  const std::string ln = (root_ / "layernorm.leanai").string();
+  leanai::save_model(ln, g, {{"task", "classification"}});
+  expect_clean_error({"export-onnx", ln, "--out", "m.onnx"}, {"'ln'", "layernorm", "cannot export"});
 }
 
 TEST_F(Cli, InfoReportsParametersAndFlops) {

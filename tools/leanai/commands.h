@@ -11,6 +11,7 @@ void add_predict_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_import_command(CLI::App& app);
+void add_export_onnx_command(CLI::App& app);
 void add_hw_command(CLI::App& app);
 void add_value_command(CLI::App& app);
 

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   leanai::cli::add_info_command(app);
   leanai::cli::add_bench_command(app);
   leanai::cli::add_import_command(app);
+  leanai::cli::add_export_onnx_command(app);
   leanai::cli::add_hw_command(app);
   leanai::cli::add_value_command(app);
   try {

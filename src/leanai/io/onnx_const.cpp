@@ -328,6 +328,33 @@ Shape resolve_reshape(const Shape& in, const std::vector<int64_t>& target, bool 
   return out;
 }
 
+Const fold_dequantize(const Const& x, const Const& scale, const Const* zero_point, int64_t axis, const std::string& what) {
+  check(!x.is_float, what + ": the quantized input must be an integer tensor");
+  const Const s = scale.as_floats(what);
+  const int64_t rank = static_cast<int64_t>(x.shape.size());
+  const bool per_axis = s.numel() != 1;
+  int64_t ax = 0, inner = 1, channels = 1;
+  if (per_axis) {
+    check(rank > 0 && s.shape.size() == 1, what + ": a per-axis scale must be 1-D, got " + shape_str(s.shape));
+    ax = normalize_axis(axis, rank, what);
+    channels = x.shape[ax];
+    check(s.numel() == channels, what + ": " + std::to_string(s.numel()) + " scales for axis " + std::to_string(ax) +
+                                     " of size " + std::to_string(channels));
+    for (int64_t d = ax + 1; d < rank; ++d) inner *= x.shape[d];
+  }
+  if (zero_point) {
+    check(!zero_point->is_float && zero_point->numel() == s.numel(),
+          what + ": the zero point must be an integer tensor shaped like the scale");
+  }
+  std::vector<float> out(x.numel());
+  for (int64_t k = 0; k < x.numel(); ++k) {
+    const int64_t c = per_axis ? (k / inner) % channels : 0;
+    const int64_t z = zero_point ? zero_point->i[c] : 0;
+    out[k] = static_cast<float>(x.i[k] - z) * s.f[c];
+  }
+  return Const::floats(x.shape, std::move(out));
+}
+
 Const with_shape(Const a, Shape shape) {
   a.shape = std::move(shape);
   return a;

@@ -49,6 +49,9 @@ Const fold_slice(const Const& data, const std::vector<int64_t>& starts, const st
                  const std::vector<int64_t>& axes, const std::vector<int64_t>& steps, const std::string& what);
 Const fold_concat(const std::vector<const Const*>& parts, int64_t axis, const std::string& what);
 Const fold_transpose(const Const& a, const std::vector<int64_t>& perm, const std::string& what);
+// DequantizeLinear on constants (int8 weights): (x - zero_point) * scale, per
+// tensor or per slice along `axis` (scale and zero_point then 1-D).
+Const fold_dequantize(const Const& x, const Const& scale, const Const* zero_point, int64_t axis, const std::string& what);
 // New shape for Reshape on a constant: 0 copies (unless allow_zero), one -1 is inferred.
 Shape resolve_reshape(const Shape& in, const std::vector<int64_t>& target, bool allow_zero, const std::string& what);
 Const with_shape(Const a, Shape shape);

@@ -519,7 +519,8 @@ OnnxModel Importer::run_unchecked(const onnx::ModelProto& model) {
 // ---------------------------------------------------------------------------
 
 const std::set<std::string>& folded_only_ops() {
-  static const std::set<std::string> ops = {"Shape", "Gather", "Slice", "Neg", "Sqrt", "ConstantOfShape"};
+  static const std::set<std::string> ops = {"Shape", "Gather", "Slice", "Neg", "Sqrt", "ConstantOfShape",
+                                            "DequantizeLinear"};
   return ops;
 }
 
@@ -647,6 +648,8 @@ void Importer::convert(const onnx::NodeProto& n, int index) {
       return define_derived(with_shape(c(0), {shape_numel(Shape(s.begin(), s.begin() + axis)), shape_numel(Shape(s.begin() + axis, s.end()))}));
     }
     if (type == "Transpose") return define_derived(fold_transpose(c(0), a.ints("perm", {}), where));
+    if (type == "DequantizeLinear")  // int8 weights become f32 parameters
+      return define_derived(fold_dequantize(c(0), c(1), input(2) >= 0 ? &c(2) : nullptr, a.i("axis", 1), where));
     if (type == "ConstantOfShape") {
       const std::vector<int64_t> dims = c(0).as_ints(where);
       for (int64_t d : dims)
@@ -660,7 +663,8 @@ void Importer::convert(const onnx::NodeProto& n, int index) {
       return define_const(Const::ints(shape, std::vector<int64_t>(shape_numel(shape), fill.i[0])));
     }
     throw Error(where + ": computes only on constants, and leanai folds only shape arithmetic "
-                        "(Add, Sub, Mul, Div, Neg, Sqrt, Gather, Slice, Concat, (Un)Squeeze, Reshape, Flatten, Transpose, Cast)");
+                        "(Add, Sub, Mul, Div, Neg, Sqrt, Gather, Slice, Concat, (Un)Squeeze, Reshape, Flatten, Transpose, Cast) "
+                        "and DequantizeLinear");
   }
   check(!folded_only_ops().count(type),
         where + ": " + type + " is supported on constants (shape arithmetic) only, not on the model's data");
@@ -1108,7 +1112,7 @@ Graph Importer::emit(int output) {
 const std::vector<std::string>& onnx_supported_ops() {
   static const std::vector<std::string> ops = {
       "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
-      "Div", "Dropout", "Erf", "Flatten", "Gather", "Gemm", "GlobalAveragePool", "Identity", "LeakyRelu",
+      "DequantizeLinear", "Div", "Dropout", "Erf", "Flatten", "Gather", "Gemm", "GlobalAveragePool", "Identity", "LeakyRelu",
       "LogSoftmax", "MatMul", "MaxPool", "Mul", "Neg", "Pad", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax",
       "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze"};
   return ops;

@@ -10,6 +10,8 @@
 //     batch-norm running statistics and folded constants are non-trainable;
 //   - Constant nodes and shape arithmetic (Shape, Gather, Slice, Concat,
 //     Unsqueeze, Cast, arithmetic on constant tensors...) fold at import;
+//   - DequantizeLinear of constant int8 weights folds into f32 parameters
+//     (QDQ on the model's data, i.e. int8 activations, is an error);
 //   - Identity, Dropout (inference) and Cast-to-float vanish;
 //   - Gemm and MatMul(+Add) with constant weights become linear, the Erf form
 //     of GELU (any of PyTorch's orderings) becomes gelu, Squeeze/Unsqueeze/

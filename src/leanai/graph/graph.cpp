@@ -22,7 +22,10 @@ int Graph::add_input(const std::string& name, const Shape& sample_shape, DType d
 
 int Graph::add_param(const std::string& name, Tensor value, bool trainable) {
   check(!params_.count(name), "parameter '" + name + "' is defined twice");
-  check(value.defined() && value.dtype() == DType::f32, "parameter '" + name + "' must be an f32 tensor");
+  check(value.defined(), "parameter '" + name + "' has no tensor");
+  // Quantized layers hold I8 / BF16 / F16 parameters (quant/precision.h); training updates f32 ones only.
+  check(!trainable || value.dtype() == DType::f32,
+        "parameter '" + name + "' is " + dtype_name(value.dtype()) + ": only f32 parameters can be trainable");
   Node n;
   n.id = static_cast<int>(nodes_.size());
   n.op = "param";

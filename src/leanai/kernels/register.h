@@ -17,6 +17,7 @@ void register_gate_ops();
 void register_moe_ops();
 void register_l0_gate_ops();
 void register_block_gated_linear_ops();
+void register_quantized_ops();
 
 inline void register_builtin_ops() {
   register_linear_ops();
@@ -33,6 +34,7 @@ inline void register_builtin_ops() {
   register_moe_ops();
   register_l0_gate_ops();
   register_block_gated_linear_ops();
+  register_quantized_ops();
 }
 
 }  // namespace leanai

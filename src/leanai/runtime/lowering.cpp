@@ -10,6 +10,7 @@
 #include "leanai/kernels/dnnl_context.h"
 #include "leanai/kernels/pool_geometry.h"
 #include "leanai/kernels/post_ops.h"
+#include "leanai/kernels/weight_storage.h"
 #include "leanai/runtime/kernel_choice.h"
 #include "leanai/runtime/plan_instance.h"
 
@@ -124,6 +125,8 @@ class Lowering {
 
   // ---- per-op lowering ----
   void lower(const Node& n) {
+    // 16-bit weights and bf16 compute: the Executor's kernel (converted weights).
+    if ((n.op == "conv2d" || n.op == "linear") && (computes_in_bf16(n) || !f32_weight(n))) return lower_kernel(n);
     if (n.op == "conv2d") return lower_conv(n);
     if (n.op == "linear") return lower_linear(n);
     if (n.op == "maxpool2d" || n.op == "avgpool2d" || n.op == "global_avgpool") return lower_pool(n);
@@ -133,6 +136,8 @@ class Lowering {
     if (n.op == "flatten" || n.op == "reshape") return lower_reshape(n);
     lower_kernel(n);
   }
+
+  bool f32_weight(const Node& n) const { return !is_param(n.inputs[1]) || param(n.inputs[1]).dtype() == DType::f32; }
 
   bool all_params(const Node& n, size_t from) const {
     for (size_t i = from; i < n.inputs.size(); ++i)

@@ -134,6 +134,46 @@ TEST(PlanQuant, DynamicInt8) {
   EXPECT_EQ(Buffer::created(), buffers);
 }
 
+TEST(PlanQuant, GroupedStridedDilatedConvolutions) {
+  Graph g;
+  int x = g.add_input("x", {4, 11, 11});
+  int y = g.add("conv2d", {x, g.add_param("g.weight", random_tensor({6, 2, 3, 3}, 1, 0.3f)), g.add_param("g.bias", random_tensor({6}, 2, 0.1f))},
+                {{"groups", 2}, {"stride", {2, 1}}, {"padding", {1, 2}}, {"dilation", {1, 2}}}, "g");
+  y = g.add("relu", {y});
+  y = g.add("conv2d", {y, g.add_param("p.weight", random_tensor({5, 6, 1, 1}, 3, 0.3f))}, json::object(), "p");
+  g.set_output(g.add("linear", {g.add("flatten", {y}), g.add_param("fc.weight", random_tensor({3, 5 * 6 * 11}, 4, 0.05f))},
+                     json::object(), "fc"));
+  for (bool dynamic : {false, true}) {
+    SCOPED_TRACE(dynamic ? "dynamic" : "static");
+    const Graph q = quantized(g, random_tensor({16, 4, 11, 11}, 5), Precision::int8, dynamic);
+    EXPECT_LT(plan_vs_reference(q, random_tensor({3, 4, 11, 11}, 6)), int8_tolerance());
+  }
+}
+
+TEST(PlanQuant, MixedPrecisionPerLayer) {
+  // A dynamic layer feeding a static one (its output requantized through the
+  // pool), then a bf16 layer reading the int8 region's f32 end.
+  const Graph g = optimize_for_inference(small_cnn());
+  auto layers = calibrate_layers(g, random_tensor({32, 2, 10, 10}, 1), Precision::int8);
+  layers["conv1"].dynamic = true;
+  layers["fc"] = LayerQuant{Precision::bf16};
+  const Graph q = quantize_graph(g, layers);
+  const double tolerance = std::max(int8_tolerance(), runtime::cpu_has_bf16() ? 0.0 : 3e-2);
+  EXPECT_LT(plan_vs_reference(q, random_tensor({4, 2, 10, 10}, 2)), tolerance);
+  const std::vector<PlanStep> steps = plan_steps(q, 4);
+  EXPECT_EQ(count_kind(steps, "qconv2d"), 2);
+  for (const PlanStep& s : steps) {
+    if (s.name != "conv1") continue;
+    EXPECT_NE(s.detail.find("dynamic"), std::string::npos) << s.detail;
+    EXPECT_NE(s.detail.find("(requantized)"), std::string::npos) << s.detail;
+  }
+  for (const PlanStep& s : steps) {
+    if (s.name == "fc" && runtime::cpu_has_bf16()) {
+      EXPECT_NE(s.detail.find("bf16 -> f32"), std::string::npos) << s.detail;
+    }
+  }
+}
+
 TEST(PlanQuant, SaturatingProductsStayCorrect) {
   // u8 values near 255 times weights near 127: each vpmaddubsw pair sum
   // (2 * 255 * 127) overflows 16 bits on CPUs without VNNI.

@@ -11,9 +11,11 @@
 #include "graph_fixtures.h"
 #include "leanai/graph/executor.h"
 #include "leanai/graph/passes/optimize_for_inference.h"
+#include "leanai/io/model_file.h"
 #include "leanai/quant/input_quant.h"
 #include "leanai/quant/quantize_graph.h"
 #include "quant_fixtures.h"
+#include "temp_dir.h"
 
 namespace leanai {
 namespace {
@@ -276,6 +278,22 @@ TEST(QuantizeGraph, Bf16AndFp16Layers) {
     }
   }
   expect_close_model(g, q, x, 0.02, 0.95);
+}
+
+TEST(QuantizeGraph, SavesAndLoadsAsAModelFile) {
+  const Graph g = optimize_for_inference(small_cnn());
+  const Tensor x = random_tensor({8, 2, 10, 10}, 51);
+  auto layers = calibrate_layers(g, x, Precision::int8);
+  layers["conv2"] = LayerQuant{Precision::fp16};
+  layers["fc"] = LayerQuant{Precision::bf16};
+  const Graph q = quantize_graph(g, layers);
+  TempDir dir;
+  const std::string path = dir.file("q.leanai");
+  save_model(path, q, json::object());
+  const LoadedModel m = load_model(path);
+  EXPECT_EQ(m.graph.params().at("conv1.weight").value.dtype(), DType::i8);
+  EXPECT_EQ(m.graph.params().at("conv2.weight").value.dtype(), DType::f16);
+  EXPECT_EQ(max_abs_diff(run_graph(m.graph, x), run_graph(q, x)), 0.0);
 }
 
 TEST(QuantizeGraph, ClearErrors) {

@@ -56,31 +56,45 @@ int quantize(LoweringContext& c, int v, const md& want, const QuantParams& p, co
   return out;
 }
 
-// Whether the node's output may stay u8/s8: every reader, looking through max
-// pooling, flatten and reshape, is a q-op reading it as its source with the
-// same static input params. Returns those params.
+// Whether every reader of `node`, looking through max pooling, flatten and
+// reshape (which commute with rounding to a narrower type), is one `fits`
+// accepts as reading it as input `i`; never past the graph output.
+bool all_readers(const Graph& g, int node, const std::function<bool(const Node&, size_t)>& fits) {
+  if (node == g.output()) return false;
+  bool any = false;
+  for (const Node& m : g.nodes())
+    for (size_t i = 0; i < m.inputs.size(); ++i) {
+      if (m.inputs[i] != node) continue;
+      const bool through = m.op == "maxpool2d" || m.op == "flatten" || m.op == "reshape";
+      if (through ? !all_readers(g, m.id, fits) : !fits(m, i)) return false;
+      any = true;
+    }
+  return any;
+}
+
+// The params a q-op's output may be stored with (an int8 region): its readers
+// are all q-ops taking it as their source with the same static params.
 std::optional<QuantParams> region_params(const Graph& g, int node) {
   std::vector<QuantParams> found;
-  std::function<bool(int)> walk = [&](int id) {
-    if (id == g.output()) return false;
-    for (const Node& m : g.nodes())
-      for (size_t i = 0; i < m.inputs.size(); ++i) {
-        if (m.inputs[i] != id) continue;
-        if (m.op == "maxpool2d" || m.op == "flatten" || m.op == "reshape") {
-          if (!walk(m.id)) return false;
-          continue;
-        }
-        if ((m.op != "qlinear" && m.op != "qconv2d") || i != 0) return false;
-        const InputQuant iq = parse_input_quant(m);
-        if (iq.dynamic) return false;
-        found.push_back(iq.params);
-      }
+  const bool ok = all_readers(g, node, [&](const Node& m, size_t i) {
+    if ((m.op != "qlinear" && m.op != "qconv2d") || i != 0) return false;
+    const InputQuant iq = parse_input_quant(m);
+    if (iq.dynamic) return false;
+    found.push_back(iq.params);
     return true;
-  };
-  if (!walk(node) || found.empty()) return std::nullopt;
+  });
+  if (!ok || found.empty()) return std::nullopt;
   for (const QuantParams& p : found)
     if (p.scale != found[0].scale || p.zero_point != found[0].zero_point || p.dtype != found[0].dtype) return std::nullopt;
   return found[0];
+}
+
+// Whether a bf16 layer's output may be stored as bf16 (a bf16 region): its
+// readers all round their source to bf16 anyway.
+bool bf16_region(const Graph& g, int node) {
+  return all_readers(g, node, [&](const Node& m, size_t i) {
+    return (m.op == "linear" || m.op == "conv2d") && i == 0 && computes_in_bf16(m) && g.node(m.inputs[1]).op == "param";
+  });
 }
 
 // Per batch: the source's own params (dynamic mode), the source quantized
@@ -128,7 +142,7 @@ struct Geometry {
   dnnl::memory::dims strides, dil, pad_l, pad_r, wdims;
 };
 
-Geometry geometry(LoweringContext& c, const Node& n, const Shape& x, const Shape& w, size_t own) {
+Geometry geometry(const Node& n, const Shape& x, const Shape& w) {
   Geometry geo;
   geo.conv = n.op == "conv2d" || n.op == "qconv2d";
   geo.x = x;
@@ -247,18 +261,21 @@ bool cpu_has_bf16() {
 }
 
 int dequantized(LoweringContext& c, int v, const std::string& name) {
-  if (!is_int8(val(c, v).desc)) return v;
+  const dt type = val(c, v).desc.data_type();
+  if (type == dt::f32) return v;
   if (val(c, v).dequantized >= 0) return val(c, v).dequantized;
   const QuantParams p = val(c, v).quant;
-  dnnl::primitive_attr attr;
-  attr.set_output_scales(0, {p.scale});
-  if (p.zero_point != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {p.zero_point});
+  dnnl::primitive_attr attr;  // bf16 converts as it is
+  if (is_int8(val(c, v).desc)) {
+    attr.set_output_scales(0, {p.scale});
+    if (p.zero_point != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {p.zero_point});
+  }
   const Shape shape = val(c, v).shape;
   const md want = plain_desc(shape);
   auto pd = dnnl::reorder::primitive_desc(cpu_engine(), val(c, v).desc, cpu_engine(), want, user_scratchpad(attr));
   const int out = new_value(c, shape, want);
   auto& s = add_primitive(c, dnnl::reorder(pd), pd.scratchpad_desc(), name + " (dequantize)", "dequantize",
-                          std::string(type_name(val(c, v).desc.data_type())) + " -> f32, " + pd.impl_info_str());
+                          std::string(type_name(type)) + " -> f32, " + pd.impl_info_str());
   s.value_args = {{DNNL_ARG_FROM, v}, {DNNL_ARG_TO, out}};
   s.reads = {v};
   s.writes = {out};
@@ -278,7 +295,7 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
   const Tensor& wq = param(c, n.inputs[1]);
   const Tensor& ws = param(c, n.inputs[2]);
   const Tensor& b = param(c, n.inputs[3]);
-  const Geometry geo = geometry(c, n, xs, wq.shape(), own);
+  const Geometry geo = geometry(n, xs, wq.shape());
   const int64_t out_ch = wq.dim(0);
 
   // No VNNI: 7-bit weights, so vpmaddubsw's 16-bit pair sums cannot saturate.
@@ -402,20 +419,24 @@ bool lower_bf16_layer(LoweringContext& c, const Node& n) {
   const std::vector<PostOp> ops = parse_post_ops(n);
   const size_t own = n.inputs.size() - count_add_post_ops(ops);
   if (!is_param(c, n.inputs[1]) || (own == 3 && !is_param(c, n.inputs[2]))) return false;
-  int x = dequantized(c, c.node_value(n.inputs[0]), name_of(n));
+  int x = c.node_value(n.inputs[0]);  // bf16 inside a bf16 region
+  if (val(c, x).desc.data_type() != dt::bf16) x = dequantized(c, x, name_of(n));
   const Shape xs = val(c, x).shape;
   if (n.op == "linear" && xs.size() != 2) return false;
   const Tensor& w0 = param(c, n.inputs[1]);
   const Tensor w = w0.dtype() == DType::bf16 ? w0 : c.weights().derived(w0, "bf16", [&] { return w0.to(DType::bf16); });
-  const Geometry geo = geometry(c, n, xs, w.shape(), own);
+  const Geometry geo = geometry(n, xs, w.shape());
   const std::vector<int> adds = add_operands(c, n, own);
   std::vector<md> add_descs;
   for (int v : adds) add_descs.push_back(val(c, v).desc);
   dnnl::primitive_attr attr;
   attr.set_post_ops(to_dnnl_post_ops(ops, add_descs, 0));
-  const LayerPd pd = layer_pd(geo, dt::bf16, dt::bf16, own == 3 ? bias_desc(geo) : md(), dt::f32, attr);
-  x = c.as_layout(x, pd.src, name_of(n));  // the f32 -> bf16 rounding happens in this reorder
-  auto& s = add_primitive(c, pd.prim, pd.scratch, name_of(n), n.op, pd.impl + ", bf16 -> f32" + post_op_note(n));
+  // bf16 out when every reader rounds to bf16 anyway (not with a fused add: sum reads the f32 operand).
+  const bool bf16_out = adds.empty() && bf16_region(c.graph(), n.id);
+  const LayerPd pd = layer_pd(geo, dt::bf16, dt::bf16, own == 3 ? bias_desc(geo) : md(), bf16_out ? dt::bf16 : dt::f32, attr);
+  x = c.as_layout(x, pd.src, name_of(n));  // where x is f32, the rounding to bf16 happens in this reorder
+  auto& s = add_primitive(c, pd.prim, pd.scratch, name_of(n), n.op,
+                          pd.impl + (bf16_out ? ", bf16 -> bf16" : ", bf16 -> f32") + post_op_note(n));
   s.args[DNNL_ARG_WEIGHTS] = packed(c, w, plain_weights(geo, dt::bf16), pd.weights);
   if (own == 3) {
     const Tensor& b = param(c, n.inputs[2]);

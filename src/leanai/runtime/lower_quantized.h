@@ -14,8 +14,13 @@
 //   dynamic input          a step computes the batch's min/max and quantizes;
 //                          matmul takes runtime output scales, convolution (which
 //                          has no runtime scales in oneDNN 2.6) a binary_mul post-op.
-//   compute = "bf16"       bf16 source and weights, f32 destination, where the CPU
-//                          has native bf16 (elsewhere the caller lowers it in f32).
+//   compute = "bf16"       bf16 source and weights where the CPU has native bf16
+//                          (elsewhere the caller lowers it in f32); the destination
+//                          is bf16 when every reader (through pooling, flatten,
+//                          reshape) is a bf16 layer, which would round it anyway.
+//   region ends            the last layer writes f32 itself (its output scales
+//                          dequantize); a separate dequantize step appears only
+//                          for a reader that cannot take u8/s8/bf16 directly.
 //
 // CPUs without VNNI: oneDNN's u8 x s8 kernels then multiply through
 // vpmaddubsw, whose 16-bit pair sums saturate for large u8 x s8 products

@@ -1,6 +1,8 @@
 // Lowering: graph nodes (after the inference passes) to oneDNN primitives with
 // layouts oneDNN picks, reorders only where a consumer wants another layout,
-// and the Executor's kernel for anything else.
+// and the Executor's kernel for anything else. Quantized layers (qlinear,
+// qconv2d, compute = "bf16") go to lower_quantized.cpp; values they leave as
+// u8/s8/bf16 reach other ops through input_of(), which converts them to f32.
 #include <algorithm>
 #include <cctype>
 #include <map>

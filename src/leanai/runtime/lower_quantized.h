@@ -1,5 +1,7 @@
 // Lowering of the quantized forms of quant/precision.h to oneDNN, next to the
-// float lowering (lowering.cpp), which calls in here:
+// float lowering (lowering.cpp), which calls in here. lower_quantized.cpp
+// holds the int8 layers, lower_bf16.cpp the bf16 ones, lower_common.h what
+// both share:
 //
 //   qlinear / qconv2d      oneDNN int8 matmul / convolution: u8 or s8 source
 //                          with a runtime zero point, s8 weights packed once,

@@ -95,4 +95,19 @@ inline Graph activation_mlp(uint64_t seed = 2) {
   return g;
 }
 
+// input [2, 10, 10] -> conv(6, 3x3) -> relu -> maxpool 2 -> conv(8, 3x3) -> relu
+// -> flatten -> linear(4): the int8 region of the quantized runtime tests.
+inline Graph small_cnn(uint64_t seed = 3) {
+  Graph g;
+  NetBuilder b(g, seed);
+  int x = g.add_input("input", {2, 10, 10});
+  int y = g.add("relu", {b.conv("conv1", x, 2, 6, 3, 1, true)});
+  y = g.add("maxpool2d", {y}, {{"kernel", {2, 2}}});
+  y = g.add("relu", {b.conv("conv2", y, 6, 8, 3, 1, true)});
+  y = g.add("flatten", {y});
+  int w = b.param("fc.weight", {4, 8 * 5 * 5}, 0.1f);
+  g.set_output(g.add("linear", {y, w, b.param("fc.bias", {4}, 0.1f)}, {}, "fc"));
+  return g;
+}
+
 }  // namespace leanai::test_support

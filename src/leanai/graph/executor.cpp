@@ -112,7 +112,8 @@ Executor::Instance& Executor::instance_for(const std::vector<Tensor>& inputs) {
       // Shapes first (their errors say more), then the dtypes the kernel reads.
       for (size_t k = 0; k < n.inputs.size(); ++k) {
         const DType have = inst->values[n.inputs[k]].dtype(), want = info.input_dtype(static_cast<int>(k));
-        check(have == want, "node " + std::to_string(n.id) + " (" + n.op + "): input " + std::to_string(k) + " is " +
+        const bool fits = info.accepts_dtype ? info.accepts_dtype(static_cast<int>(k), have) : have == want;
+        check(fits, "node " + std::to_string(n.id) + " (" + n.op + "): input " + std::to_string(k) + " is " +
                                 dtype_name(have) + ", the op reads " + dtype_name(want));
       }
       inst->values[n.id] = Tensor::empty(out_shape, inst->kernels[n.id]->out_dtype());

@@ -47,6 +47,9 @@ struct OpInfo {
   std::function<std::unique_ptr<OpKernel>(const Node&)> make;
   // The dtype each input must have (F32 for all but cross_entropy's labels).
   std::function<DType(int input_index)> input_dtype = [](int) { return DType::f32; };
+  // When set, replaces the input_dtype check for ops that read several dtypes
+  // (linear / conv2d weights stored as F32, BF16 or F16).
+  std::function<bool(int input_index, DType dtype)> accepts_dtype = nullptr;
 };
 
 void register_op(OpInfo info);

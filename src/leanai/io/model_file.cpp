@@ -79,9 +79,14 @@ static LoadedModel load_model_unchecked(const std::string& path) {
       continue;
     }
     check(declared.contains(name), path + ": tensor '" + name + "' is not a parameter of the model's graph; the file is corrupt");
-    check(t.dtype() == DType::f32, path + ": parameter '" + name + "' has dtype " + dtype_name(t.dtype()) + "; expected F32");
     const json& d = declared[name];
-    params[name] = Parameter{t, d.is_object() ? d.value("trainable", true) : true};
+    const bool trainable = d.is_object() ? d.value("trainable", true) : true;
+    // Quantized layers (quant/precision.h) keep frozen I8 / U8 (packed int4) / BF16 / F16 parameters.
+    const bool quantized = !trainable && (t.dtype() == DType::i8 || t.dtype() == DType::u8 ||
+                                          t.dtype() == DType::bf16 || t.dtype() == DType::f16);
+    check(t.dtype() == DType::f32 || quantized, path + ": parameter '" + name + "' has dtype " + dtype_name(t.dtype()) +
+                                                    "; expected F32 (I8, U8, BF16 or F16 only for frozen quantized parameters)");
+    params[name] = Parameter{t, trainable};
   }
   for (auto& [name, d] : declared.items())
     check(params.count(name), path + ": parameter '" + name + "' is missing from the file; the file is truncated or corrupt");

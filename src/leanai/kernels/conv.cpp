@@ -19,6 +19,7 @@
 #include "leanai/kernels/dnnl_context.h"
 #include "leanai/kernels/post_ops.h"
 #include "leanai/kernels/pool_geometry.h"
+#include "leanai/kernels/weight_storage.h"
 
 namespace leanai {
 namespace {
@@ -376,8 +377,11 @@ class Conv2dKernel : public OpKernel {
 
 void register_conv_ops() {
   // Up to two fused residual adds (see post_ops.h) ride after conv2d's own inputs.
-  register_op({"conv2d", 2, 5, [](int) { return true; },
-               [](const Node& n) { return with_post_ops(n, std::make_unique<Conv2dKernel>(n, false), 3); }});
+  OpInfo conv{"conv2d", 2, 5, [](int) { return true; }, [](const Node& n) {
+                return with_post_ops(n, with_weight_storage(n, std::make_unique<Conv2dKernel>(n, false)), 3);
+              }};
+  conv.accepts_dtype = layer_accepts_dtype;
+  register_op(conv);
   register_op({"conv2d_fused", 2, 7, [](int) { return true; }, [](const Node& n) { return std::make_unique<Conv2dKernel>(n, true); }});
 }
 

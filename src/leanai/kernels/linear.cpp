@@ -8,6 +8,7 @@
 #include "leanai/kernels/dnnl_context.h"
 #include "leanai/kernels/post_ops.h"
 #include "leanai/kernels/sgemm.h"
+#include "leanai/kernels/weight_storage.h"
 
 namespace leanai {
 namespace {
@@ -153,8 +154,11 @@ class MatMulKernel : public OpKernel {
 }  // namespace
 
 void register_linear_ops() {
-  register_op({"linear", 2, 5, [](int) { return true; },
-               [](const Node& n) { return with_post_ops(n, std::make_unique<LinearKernel>(), 3); }});
+  OpInfo linear{"linear", 2, 5, [](int) { return true; }, [](const Node& n) {
+                  return with_post_ops(n, with_weight_storage(n, std::make_unique<LinearKernel>()), 3);
+                }};
+  linear.accepts_dtype = layer_accepts_dtype;
+  register_op(linear);
   register_op({"matmul", 2, 2, [](int) { return true; }, [](const Node&) { return std::make_unique<MatMulKernel>(); }});
 }
 

@@ -18,6 +18,7 @@ void register_moe_ops();
 void register_l0_gate_ops();
 void register_block_gated_linear_ops();
 void register_qlinear_w4_ops();
+void register_quantized_ops();
 
 inline void register_builtin_ops() {
   register_linear_ops();
@@ -35,6 +36,7 @@ inline void register_builtin_ops() {
   register_l0_gate_ops();
   register_block_gated_linear_ops();
   register_qlinear_w4_ops();
+  register_quantized_ops();
 }
 
 }  // namespace leanai

@@ -1,8 +1,11 @@
 // Lowering: graph nodes (after the inference passes) to oneDNN primitives with
 // layouts oneDNN picks, reorders only where a consumer wants another layout,
-// and the Executor's kernel for anything else.
+// and the Executor's kernel for anything else. Quantized layers (qlinear,
+// qconv2d, compute = "bf16") go to lower_quantized.cpp; values they leave as
+// u8/s8/bf16 reach other ops through input_of(), which converts them to f32.
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <set>
 
 #include "leanai/core/error.h"
@@ -10,7 +13,9 @@
 #include "leanai/kernels/dnnl_context.h"
 #include "leanai/kernels/pool_geometry.h"
 #include "leanai/kernels/post_ops.h"
+#include "leanai/kernels/weight_storage.h"
 #include "leanai/runtime/kernel_choice.h"
+#include "leanai/runtime/lower_quantized.h"
 #include "leanai/runtime/plan_instance.h"
 
 namespace leanai::runtime {
@@ -41,7 +46,7 @@ std::string layout_name(const md& d) {
   return name;
 }
 
-class Lowering {
+class Lowering : public LoweringContext {
  public:
   Lowering(const Graph& g, int64_t batch, bool tune, bool allow_winograd, PackedWeights& weights)
       : g_(g), tune_(tune), allow_winograd_(allow_winograd), weights_(weights), uses_(node_uses(g)) {
@@ -68,7 +73,7 @@ class Lowering {
       lower(n);
       for (int i : n.inputs) --readers_left_[i];
     }
-    int out = node_value_[g_.output()];
+    int out = input_of(g_.output(), "output");
     out = inst_->values[inst_->root(out)].external ? copy_value(out, "output") : as_plain(out, "output");
     inst_->output_value = out;
     inst_->memory.weight_bytes = weight_bytes_;
@@ -76,7 +81,29 @@ class Lowering {
     return std::move(inst_);
   }
 
+  // ---- LoweringContext, for the quantized lowering (lower_quantized.cpp) ----
+  const Graph& graph() const override { return g_; }
+  Instance& instance() override { return *inst_; }
+  PackedWeights& weights() override { return weights_; }
+  int node_value(int node) const override { return node_value_[node]; }
+  void set_node_value(int node, int value) override { node_value_[node] = value; }
+  int as_layout(int v, const md& want, const std::string& name) override {
+    return val(v).desc == want ? v : reorder_to(v, want, name + " (reorder)");
+  }
+  // The destination value of a layer with a fused add (`sum` post-op): the
+  // operand's own storage when nothing reads it afterwards, else a copy.
+  int sum_destination(const Node& n, int operand, const md& dst_desc) override {
+    const int operand_node = n.inputs.back();
+    if (!storage_read_later(operand_node, operand) && val(operand).desc == dst_desc)
+      return new_value(val(operand).shape, dst_desc, inst_->root(operand));
+    return reorder_to(operand, dst_desc, node_name(n) + " (residual copy)");
+  }
+  void count_weight_bytes(int64_t bytes) override { weight_bytes_ += bytes; }
+
  private:
+  // A node's value as f32 (u8/s8 values of an int8 region are dequantized once).
+  int input_of(int node, const std::string& reader) { return dequantized(*this, node_value_[node], reader); }
+
   // ---- values and generic steps ----
   int new_value(const Shape& shape, const md& desc, int root = -1) {
     Value v;
@@ -88,7 +115,10 @@ class Lowering {
   }
   const Value& val(int v) const { return inst_->values[v]; }
   bool is_param(int node) const { return g_.node(node).op == "param"; }
-  const Tensor& param(int node) const { return g_.params().at(g_.node(node).name).value; }
+  const Tensor& param(int node) const {
+    auto it = f32_weights_.find(node);
+    return it != f32_weights_.end() ? it->second : g_.params().at(g_.node(node).name).value;
+  }
   std::string node_name(const Node& n) const { return n.name.empty() ? n.op + "_" + std::to_string(n.id) : n.name; }
 
   PrimitiveStep& add_primitive(dnnl::primitive p, const md& scratch, const std::string& name, const std::string& kind,
@@ -108,6 +138,7 @@ class Lowering {
   // which new_value can reallocate.
   int reorder_to(int v, const md want, const std::string& name) {
     const int out = new_value(val(v).shape, want);
+    inst_->values[out].quant = val(v).quant;  // a layout change keeps what u8/s8 bytes mean
     auto pd = dnnl::reorder::primitive_desc(cpu_engine(), val(v).desc, cpu_engine(), want, user_scratchpad());
     auto& s = add_primitive(dnnl::reorder(pd), pd.scratchpad_desc(), name, "reorder",
                             layout_name(val(v).desc) + " -> " + layout_name(want));
@@ -116,14 +147,21 @@ class Lowering {
     s.writes = {out};
     return out;
   }
-  int as_layout(int v, const md& want, const std::string& name) {
-    return val(v).desc == want ? v : reorder_to(v, want, name + " (reorder)");
+  int as_plain(int v, const std::string& name) {
+    return as_layout(v, plain_desc(val(v).shape, val(v).desc.data_type()), name);
   }
-  int as_plain(int v, const std::string& name) { return as_layout(v, plain_desc(val(v).shape), name); }
   int copy_value(int v, const std::string& name) { return reorder_to(v, val(v).desc, name + " (copy)"); }
 
   // ---- per-op lowering ----
   void lower(const Node& n) {
+    if (n.op == "qlinear" || n.op == "qconv2d") {
+      if (!lower_quantized_layer(*this, n)) lower_kernel(n);
+      return;
+    }
+    if ((n.op == "conv2d" || n.op == "linear") && (computes_in_bf16(n) || !f32_weight(n))) {
+      if (computes_in_bf16(n) && lower_bf16_layer(*this, n)) return;
+      use_f32_weights(n);  // f32 compute on weights converted once (bf16-rounded for compute = "bf16")
+    }
     if (n.op == "conv2d") return lower_conv(n);
     if (n.op == "linear") return lower_linear(n);
     if (n.op == "maxpool2d" || n.op == "avgpool2d" || n.op == "global_avgpool") return lower_pool(n);
@@ -132,6 +170,16 @@ class Lowering {
     if ((n.op == "add" || n.op == "mul") && lower_binary(n)) return;
     if (n.op == "flatten" || n.op == "reshape") return lower_reshape(n);
     lower_kernel(n);
+  }
+
+  bool f32_weight(const Node& n) const { return !is_param(n.inputs[1]) || param(n.inputs[1]).dtype() == DType::f32; }
+  void use_f32_weights(const Node& n) {
+    if (!is_param(n.inputs[1])) return;
+    const Tensor& w = g_.params().at(g_.node(n.inputs[1]).name).value;
+    const bool round = computes_in_bf16(n);
+    f32_weights_[n.inputs[1]] = weights_.derived(w, round ? "f32 of bf16" : "f32", [&] {
+      return (round ? w.to(DType::bf16) : w).to(DType::f32);
+    });
   }
 
   bool all_params(const Node& n, size_t from) const {
@@ -150,20 +198,12 @@ class Lowering {
   Fused fused_post_ops(const Node& n, size_t own_inputs) {
     Fused f;
     std::vector<PostOp> ops = parse_post_ops(n);
-    for (size_t i = own_inputs; i < n.inputs.size(); ++i) f.add_values.push_back(node_value_[n.inputs[i]]);
+    for (size_t i = own_inputs; i < n.inputs.size(); ++i) f.add_values.push_back(input_of(n.inputs[i], node_name(n)));
     check(f.add_values.size() <= 1, n.op + " '" + n.name + "': the runtime fuses at most one residual add");
     std::vector<md> descs;
     for (int v : f.add_values) descs.push_back(val(v).desc);
     f.ops = to_dnnl_post_ops(ops, descs, 0);
     return f;
-  }
-  // The destination value of a layer with a fused add (`sum` post-op): the
-  // operand's own storage when nothing reads it afterwards, else a copy.
-  int sum_destination(const Node& n, int operand, const md& dst_desc) {
-    const int operand_node = n.inputs.back();
-    if (!storage_read_later(operand_node, operand) && val(operand).desc == dst_desc)
-      return new_value(val(operand).shape, dst_desc, inst_->root(operand));
-    return reorder_to(operand, dst_desc, node_name(n) + " (residual copy)");
   }
   // Whether the storage behind `value` (read now by the node being lowered,
   // through `node`) is still needed by a node not lowered yet, or is the
@@ -191,7 +231,7 @@ class Lowering {
   void lower_conv(const Node& n) {
     const size_t own = n.inputs.size() - count_add_post_ops(parse_post_ops(n));
     if (!is_param(n.inputs[1]) || (own == 3 && !is_param(n.inputs[2]))) return lower_kernel(n);
-    int x = node_value_[n.inputs[0]];
+    int x = input_of(n.inputs[0], node_name(n));
     const Tensor& w = param(n.inputs[1]);
     const int64_t groups = attr_int(n, "groups", 1);
     std::vector<int64_t> stride = attr_ints(n, "stride", {1, 1}), pad = attr_ints(n, "padding", {0, 0}),
@@ -293,7 +333,7 @@ class Lowering {
   void lower_linear(const Node& n) {
     const size_t own = n.inputs.size() - count_add_post_ops(parse_post_ops(n));
     if (!is_param(n.inputs[1]) || (own == 3 && !is_param(n.inputs[2]))) return lower_kernel(n);
-    int x = node_value_[n.inputs[0]];
+    int x = input_of(n.inputs[0], node_name(n));
     const Tensor& w = param(n.inputs[1]);
     const Shape& xs = val(x).shape;
     const int64_t out_features = w.dim(0);
@@ -399,7 +439,8 @@ class Lowering {
   }
 
   void lower_pool(const Node& n) {
-    int x = node_value_[n.inputs[0]];
+    // Max pooling commutes with quantization: u8/s8 pass through it unchanged.
+    int x = n.op == "maxpool2d" ? node_value_[n.inputs[0]] : input_of(n.inputs[0], node_name(n));
     const Shape& xs = val(x).shape;
     if (xs.size() != 4) return lower_kernel(n);
     PoolGeometry geo;
@@ -416,12 +457,14 @@ class Lowering {
     const auto alg = n.op == "maxpool2d" ? dnnl::algorithm::pooling_max
                      : include_pad       ? dnnl::algorithm::pooling_avg_include_padding
                                          : dnnl::algorithm::pooling_avg_exclude_padding;
-    auto desc = dnnl::pooling_forward::desc(dnnl::prop_kind::forward_inference, alg, val(x).desc, any_desc(y),
+    const md y_any(to_dims(y), val(x).desc.data_type(), tag::any);
+    auto desc = dnnl::pooling_forward::desc(dnnl::prop_kind::forward_inference, alg, val(x).desc, y_any,
                                             dnnl::memory::dims(geo.stride.begin(), geo.stride.end()),
                                             dnnl::memory::dims(geo.kernel.begin(), geo.kernel.end()),
                                             dnnl::memory::dims(geo.pad.begin(), geo.pad.end()), pad_r);
     auto pd = dnnl::pooling_forward::primitive_desc(desc, user_scratchpad(), cpu_engine());
     const int out = new_value(y, pd.dst_desc());
+    inst_->values[out].quant = val(x).quant;
     auto& s = add_primitive(dnnl::pooling_forward(pd), pd.scratchpad_desc(), node_name(n), "pooling",
                             std::string(pd.impl_info_str()) + ", " + layout_name(pd.dst_desc()));
     s.value_args = {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}};
@@ -431,7 +474,7 @@ class Lowering {
   }
 
   void lower_batchnorm(const Node& n) {
-    const int x = node_value_[n.inputs[0]];
+    const int x = input_of(n.inputs[0], node_name(n));
     const float eps = static_cast<float>(attr_float(n, "eps", 1e-5));
     auto flags = dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale |
                  dnnl::normalization_flags::use_shift;
@@ -453,7 +496,7 @@ class Lowering {
   }
 
   void lower_eltwise(const Node& n) {
-    const int x = node_value_[n.inputs[0]];
+    const int x = input_of(n.inputs[0], node_name(n));
     const EltwiseForm e = eltwise_form(n.op, n.attrs);
     auto desc = dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, e.alg, val(x).desc, e.alpha, e.beta);
     auto pd = dnnl::eltwise_forward::primitive_desc(desc, user_scratchpad(), cpu_engine());
@@ -468,7 +511,7 @@ class Lowering {
 
   bool lower_binary(const Node& n) {
     if (is_param(n.inputs[0]) || is_param(n.inputs[1])) return false;
-    int a = node_value_[n.inputs[0]], b = node_value_[n.inputs[1]];
+    int a = input_of(n.inputs[0], node_name(n)), b = input_of(n.inputs[1], node_name(n));
     if (val(a).shape != val(b).shape) return false;  // broadcasting: the kernel handles it
     b = as_layout(b, val(a).desc, node_name(n));
     auto alg = n.op == "add" ? dnnl::algorithm::binary_add : dnnl::algorithm::binary_mul;
@@ -493,14 +536,17 @@ class Lowering {
       return;
     }
     x = as_plain(x, node_name(n));
-    node_value_[n.id] = new_value(y, plain_desc(y), x);  // a view of the same bytes
+    node_value_[n.id] = new_value(y, plain_desc(y, val(x).desc.data_type()), x);  // a view of the same bytes
+    inst_->values[node_value_[n.id]].quant = val(x).quant;
   }
 
   bool all_readers_are_linear(int id) const {
     if (id == g_.output()) return false;
     for (const Node& m : g_.nodes())
       for (size_t i = 0; i < m.inputs.size(); ++i)
-        if (m.inputs[i] == id && (m.op != "linear" || i != 0 || !is_param(m.inputs[1]))) return false;
+        if (m.inputs[i] == id && (m.op != "linear" || i != 0 || !is_param(m.inputs[1]) || !f32_weight(m) ||
+                                  computes_in_bf16(m)))
+          return false;
     return true;
   }
 
@@ -515,7 +561,7 @@ class Lowering {
         shapes.push_back(param(i).shape());
         continue;
       }
-      int v = node_value_[i];
+      int v = input_of(i, node_name(n));
       // Kernels read plain tensors in the arena (the caller's input is copied in).
       v = val(inst_->root(v)).external ? copy_value(v, node_name(n)) : as_plain(v, node_name(n));
       step->input_values.push_back(v);
@@ -539,7 +585,8 @@ class Lowering {
   NodeUses uses_;
   std::vector<int> readers_left_;  // readers of each node not yet lowered
   std::vector<int> node_value_;
-  std::set<int> absorbed_flattens_;  // flatten nodes whose linear readers take the 4-D value
+  std::set<int> absorbed_flattens_;
+  std::map<int, Tensor> f32_weights_;  // param node -> f32 copy of a 16-bit weight  // flatten nodes whose linear readers take the 4-D value
   int64_t weight_bytes_ = 0;
   std::unique_ptr<Instance> inst_;
 };

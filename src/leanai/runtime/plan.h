@@ -14,6 +14,8 @@
 // Where two kernels can run a node (linear: oneDNN inner product or matmul),
 // both are timed on this machine and the faster is cached (see kernel_choice.h).
 // Ops without a oneDNN lowering run through their Executor kernel in plain layout.
+// Quantized graphs (quant/precision.h) run on oneDNN's int8 and bf16 kernels,
+// keeping u8/s8 or bf16 between layers where that is exact (lower_quantized.h).
 //
 // A plan is specialised per batch size on first use; later runs at that batch
 // size reuse it. A batch of 16 or more may run as chunks through the plan of a

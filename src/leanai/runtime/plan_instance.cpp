@@ -40,6 +40,13 @@ dnnl::memory PackedWeights::get(const Tensor& w, const md& plain, const md& pack
   return out;
 }
 
+Tensor PackedWeights::derived(const Tensor& source, const std::string& how, const std::function<Tensor()>& make) {
+  for (auto& [data, kind, t] : derived_)
+    if (data == source.raw() && kind == how) return t;
+  derived_.emplace_back(source.raw(), how, make());
+  return std::get<2>(derived_.back());
+}
+
 void PackedWeights::keep_only(const std::vector<const Instance*>& users) {
   std::vector<Entry> kept;
   bytes_ = 0;

@@ -3,6 +3,9 @@
 // Internal to the runtime; see plan.h for the interface.
 #pragma once
 #include <climits>
+#include <functional>
+#include <string>
+#include <tuple>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -11,6 +14,7 @@
 
 #include "leanai/core/tensor.h"
 #include "leanai/graph/op.h"
+#include "leanai/quant/quant_params.h"
 #include "leanai/runtime/plan.h"
 
 namespace leanai::runtime {
@@ -25,6 +29,8 @@ struct Value {
   int first = INT_MAX;    // first step writing it (storage roots only)
   int last = -1;          // last step reading it
   int64_t offset = 0;     // in the arena
+  QuantParams quant;      // u8 / s8 values (an int8 region): what their bytes mean as f32
+  int dequantized = -1;   // u8 / s8 values: their f32 copy, once a reader wanted one
   dnnl::memory mem;       // bound after memory planning
   Tensor tensor;          // plain view into the arena, for kernel steps
 };
@@ -36,6 +42,10 @@ struct Instance;
 class PackedWeights {
  public:
   dnnl::memory get(const Tensor& w, const md& plain, const md& packed);
+  // A tensor derived from a parameter once (f32 weights from 16-bit ones, 7-bit
+  // int8 weights): kept here so every plan shares it and the packed copies
+  // keyed by its address stay valid.
+  Tensor derived(const Tensor& source, const std::string& how, const std::function<Tensor()>& make);
   int64_t bytes() const { return bytes_; }
   // Forgets the packed copies no remaining plan uses (after a plan is dropped).
   void keep_only(const std::vector<const Instance*>& users);
@@ -47,6 +57,7 @@ class PackedWeights {
     dnnl::memory memory;
   };
   std::vector<Entry> entries_;
+  std::vector<std::tuple<const void*, std::string, Tensor>> derived_;
   int64_t bytes_ = 0;
 };
 

@@ -1,0 +1,143 @@
+#include "leanai/quant/quantize_graph.h"
+
+#include "leanai/core/error.h"
+#include "leanai/graph/passes/graph_rewrite.h"
+#include "leanai/kernels/post_ops.h"
+#include "leanai/quant/input_quant.h"
+
+namespace leanai {
+namespace {
+
+std::string known_layers(const Graph& g) {
+  std::string names;
+  for (const Node& n : g.nodes())
+    if (!layer_name(g, n).empty()) names += (names.empty() ? "" : ", ") + layer_name(g, n);
+  return names.empty() ? "(none)" : names;
+}
+
+// b += (W - dequant(Wq)) . E[x] per output channel; for a convolution the
+// mean of channel c stands for every position of the kernel window.
+void correct_bias(const Tensor& w, const QuantizedWeights& q, const std::vector<float>& mean, int64_t groups,
+                  Tensor& bias, const std::string& layer) {
+  const int64_t out = w.dim(0), per = w.numel() / out;
+  const int64_t window = w.rank() == 4 ? w.dim(2) * w.dim(3) : 1, cin = w.dim(1);
+  check(static_cast<int64_t>(mean.size()) == cin * groups,
+        "quantize: layer '" + layer + "': input_channel_mean has " + std::to_string(mean.size()) + " values, the layer reads " +
+            std::to_string(cin * groups) + " channels");
+  const float* wp = w.data<float>();
+  const int8_t* qp = q.q.data<int8_t>();
+  const float* s = q.scales.data<float>();
+  float* b = bias.data<float>();
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t c0 = (o / (out / groups)) * cin;
+    double delta = 0.0;
+    for (int64_t i = 0; i < per; ++i)
+      delta += (static_cast<double>(wp[o * per + i]) - static_cast<double>(qp[o * per + i]) * s[o]) * mean[c0 + i / window];
+    b[o] += static_cast<float>(delta);
+  }
+}
+
+class Quantizer {
+ public:
+  Quantizer(const Graph& g, const std::map<std::string, LayerQuant>& layers) : g_(g), layers_(layers), uses_(node_uses(g)) {
+    remap_.assign(g.nodes().size(), -1);
+  }
+
+  Graph run() {
+    std::map<std::string, int> found;
+    for (const Node& n : g_.nodes())
+      if (std::string name = layer_name(g_, n); !name.empty()) found[name] = n.id;
+    for (const auto& [name, lq] : layers_) {
+      check(found.count(name), "quantize: no linear or conv2d layer named '" + name + "'; the layers are " + known_layers(g_));
+      check(uses_.count[g_.node(found[name]).inputs[1]] == 1,
+            "quantize: layer '" + name + "' shares its weight with another node; untie it first");
+    }
+    for (const Node& n : g_.nodes()) {
+      if (n.op == "param") continue;  // copied when first read, so replaced weights never enter
+      const std::string name = layer_name(g_, n);
+      auto it = name.empty() ? layers_.end() : layers_.find(name);
+      remap_[n.id] = it == layers_.end() ? copy(n) : rewrite(n, name, it->second);
+    }
+    out_.set_output(mapped(g_.output()));
+    out_.validate();
+    return std::move(out_);
+  }
+
+ private:
+  int mapped(int id) {
+    if (remap_[id] < 0) remap_[id] = copy_node(out_, g_, g_.node(id), remap_);
+    return remap_[id];
+  }
+  int copy(const Node& n) {
+    if (n.op == "input") return copy_node(out_, g_, n, remap_);
+    for (int i : n.inputs) mapped(i);
+    return copy_node(out_, g_, n, remap_);
+  }
+
+  int rewrite(const Node& n, const std::string& name, const LayerQuant& lq) {
+    const size_t own = n.inputs.size() - count_add_post_ops(parse_post_ops(n));
+    const Parameter& wp = g_.params().at(g_.node(n.inputs[1]).name);
+    const std::string w_name = g_.node(n.inputs[1]).name;
+    check(wp.value.dtype() == DType::f32, "quantize: layer '" + name + "' is already " + dtype_name(wp.value.dtype()) +
+                                              "; quantize the f32 model");
+    json attrs = n.attrs;
+    switch (lq.precision) {
+      case Precision::fp32: return copy(n);
+      case Precision::bf16:
+      case Precision::fp16: {
+        std::vector<int> inputs;
+        for (int i : n.inputs) inputs.push_back(i == n.inputs[1] ? -1 : mapped(i));
+        inputs[1] = out_.add_param(w_name, wp.value.to(lq.precision == Precision::bf16 ? DType::bf16 : DType::f16), false);
+        if (lq.precision == Precision::bf16) attrs["compute"] = "bf16";
+        return out_.add(n.op, inputs, attrs, n.name);
+      }
+      case Precision::int4:
+        throw Error("quantize: layer '" + name + "': int4 needs the qlinear_w4 op and pack_int4_blocks (quant/int4_blocks), "
+                    "which this build does not have; use int8 for it");
+      case Precision::int8: break;
+    }
+    check(lq.input.dtype == DType::u8 || lq.input.dtype == DType::i8,
+          "quantize: layer '" + name + "': the input dtype must be u8 or i8");
+    if (!lq.dynamic)
+      check(std::isfinite(lq.input.scale) && lq.input.scale > 0 &&
+                (lq.input.dtype == DType::u8 ? lq.input.zero_point >= 0 && lq.input.zero_point <= 255 : lq.input.zero_point == 0),
+            "quantize: layer '" + name + "': static input params need scale > 0 and a zero point in range (u8: [0, 255], i8: 0)");
+    QuantizedWeights q = quantize_weights_per_channel(wp.value);
+    Tensor bias = own == 3 ? g_.params().at(g_.node(n.inputs[2]).name).value.clone() : Tensor::zeros({wp.value.dim(0)});
+    if (!lq.input_channel_mean.empty())
+      correct_bias(wp.value, q, lq.input_channel_mean, n.op == "conv2d" ? attr_int(n, "groups", 1) : 1, bias, name);
+    const std::string b_name = own == 3 ? g_.node(n.inputs[2]).name : name + ".bias";
+    // The old bias is not copied: the rewritten layer owns a (corrected) copy under the same name.
+    std::vector<int> qin = {mapped(n.inputs[0]), out_.add_param(w_name, q.q, false),
+                            out_.add_param(fresh_name(name + ".w_scale"), q.scales, false),
+                            out_.add_param(fresh_name(b_name), bias, false)};
+    for (size_t i = own; i < n.inputs.size(); ++i) qin.push_back(mapped(n.inputs[i]));
+    attrs["input"] = lq.dynamic ? dynamic_input_attr(lq.input.dtype) : input_quant_attr(lq.input);
+    return out_.add(n.op == "linear" ? "qlinear" : "qconv2d", qin, attrs, n.name);
+  }
+
+  // `base` unless the graph being built has it already (a bias shared with another node).
+  std::string fresh_name(const std::string& base) const {
+    return out_.params().count(base) ? unused_param_name(g_, out_, base + ".q") : base;
+  }
+
+  const Graph& g_;
+  const std::map<std::string, LayerQuant>& layers_;
+  NodeUses uses_;
+  std::vector<int> remap_;
+  Graph out_;
+};
+
+}  // namespace
+
+std::string layer_name(const Graph& g, const Node& n) {
+  if ((n.op != "linear" && n.op != "conv2d") || n.inputs.size() < 2 || g.node(n.inputs[1]).op != "param") return "";
+  const std::string& w = g.node(n.inputs[1]).name;
+  return w.ends_with(".weight") ? w.substr(0, w.size() - 7) : w;
+}
+
+Graph quantize_graph(const Graph& g, const std::map<std::string, LayerQuant>& layers) {
+  return Quantizer(g, layers).run();
+}
+
+}  // namespace leanai

@@ -1,0 +1,59 @@
+// What the quantized and bf16 lowerings share (internal to the runtime):
+// values and steps made through the LoweringContext, the layer geometry, and
+// one oneDNN convolution / matmul primitive descriptor for any element types.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "leanai/runtime/lower_quantized.h"
+
+namespace leanai::runtime::lower {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+std::string name_of(const Node& n);
+const Tensor& param(LoweringContext& c, int node);
+bool is_param(LoweringContext& c, int node);
+int new_value(LoweringContext& c, const Shape& shape, const md& desc, int root = -1);
+Value& val(LoweringContext& c, int v);
+PrimitiveStep& add_primitive(LoweringContext& c, dnnl::primitive p, const md& scratch, const std::string& name,
+                             const std::string& kind, const std::string& detail);
+const char* type_name(dt t);
+
+// Whether every reader of `node`, looking through max pooling, flatten and
+// reshape (which commute with rounding to a narrower type), is one `fits`
+// accepts as reading it as input `i`; never past the graph output.
+bool all_readers(const Graph& g, int node, const std::function<bool(const Node&, size_t)>& fits);
+
+// Shapes and oneDNN geometry of a linear / conv2d / q-op node.
+struct Geometry {
+  bool conv = false;
+  Shape x, w, y;
+  int64_t groups = 1;
+  dnnl::memory::dims strides, dil, pad_l, pad_r, wdims;
+};
+Geometry geometry(const Node& n, const Shape& x, const Shape& w);
+// The weights as stored ([out, in] or [out, in/g, kh, kw]) in element type t.
+md plain_weights(const Geometry& geo, dt t);
+md bias_desc(const Geometry& geo);
+
+struct LayerPd {
+  dnnl::primitive prim;
+  md src, weights, dst, scratch;
+  std::string impl;
+};
+// A oneDNN convolution (conv) or matmul (linear) with the given element types;
+// layouts `any` where oneDNN may choose. `bias` empty: none.
+LayerPd layer_pd(const Geometry& geo, dt src_t, dt w_t, const md& bias, dt dst_t, const dnnl::primitive_attr& attr);
+
+std::string post_op_note(const Node& n);
+dnnl::memory packed(LoweringContext& c, const Tensor& w, const md& plain, const md& want);
+// The operands of the node's fused adds, as f32 values.
+std::vector<int> add_operands(LoweringContext& c, const Node& n, size_t own);
+// Binds the layer's destination (an in-place sum when it has a fused add) and its source.
+void finish_layer(LoweringContext& c, const Node& n, PrimitiveStep& s, int x, const std::vector<int>& adds, const LayerPd& pd,
+                  const Shape& y);
+
+}  // namespace leanai::runtime::lower

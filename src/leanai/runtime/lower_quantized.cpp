@@ -1,0 +1,218 @@
+// qlinear / qconv2d on oneDNN int8 (see lower_quantized.h).
+#include "leanai/core/error.h"
+#include "leanai/kernels/dnnl_context.h"
+#include "leanai/kernels/post_ops.h"
+#include "leanai/quant/input_quant.h"
+#include "leanai/runtime/lower_common.h"
+
+namespace leanai::runtime {
+namespace {
+
+using namespace lower;
+
+dt int8_type(DType t) { return t == DType::u8 ? dt::u8 : dt::s8; }
+
+// f32 -> u8/s8 into `want` (a layout the reader chose): x / s + z, saturated.
+int quantize(LoweringContext& c, int v, const md& want, const QuantParams& p, const std::string& name) {
+  dnnl::primitive_attr attr;
+  attr.set_output_scales(0, {1.0f / p.scale});
+  if (p.zero_point != 0) attr.set_zero_points(DNNL_ARG_DST, 0, {p.zero_point});
+  auto pd = dnnl::reorder::primitive_desc(cpu_engine(), val(c, v).desc, cpu_engine(), want, user_scratchpad(attr));
+  const int out = new_value(c, val(c, v).shape, want);
+  val(c, out).quant = p;
+  auto& s = add_primitive(c, dnnl::reorder(pd), pd.scratchpad_desc(), name + " (quantize)", "quantize",
+                          std::string("f32 -> ") + type_name(want.data_type()) + ", " + pd.impl_info_str());
+  s.value_args = {{DNNL_ARG_FROM, v}, {DNNL_ARG_TO, out}};
+  s.reads = {v};
+  s.writes = {out};
+  return out;
+}
+
+// The params a q-op's output may be stored with (an int8 region): its readers
+// are all q-ops taking it as their source with the same static params.
+std::optional<QuantParams> region_params(const Graph& g, int node) {
+  std::vector<QuantParams> found;
+  const bool ok = all_readers(g, node, [&](const Node& m, size_t i) {
+    if ((m.op != "qlinear" && m.op != "qconv2d") || i != 0) return false;
+    const InputQuant iq = parse_input_quant(m);
+    if (iq.dynamic) return false;
+    found.push_back(iq.params);
+    return true;
+  });
+  if (!ok || found.empty()) return std::nullopt;
+  for (const QuantParams& p : found)
+    if (p.scale != found[0].scale || p.zero_point != found[0].zero_point || p.dtype != found[0].dtype) return std::nullopt;
+  return found[0];
+}
+
+// Per batch: the source's own params (dynamic mode), the source quantized
+// into plain u8/s8, and the runtime arguments that depend on the params.
+class DynamicQuantizeStep : public Step {
+ public:
+  QuantParams params;  // dtype fixed; scale and zero point per run
+  std::vector<float> w_scale, bias;
+  bool matmul = false;
+  Tensor zero_point = Tensor::empty({1}, DType::i32);
+  Tensor scales, scaled_bias;  // matmul: runtime output scales and b / scale; conv: scales holds s alone
+
+  void bind(Instance& inst) override {
+    src_ = inst.values[reads.at(0)].mem;
+    dst_ = inst.values[writes.at(0)].mem;
+    n_ = shape_numel(inst.values[reads.at(0)].shape);
+  }
+  void run() override {
+    const float* x = static_cast<const float*>(src_.get_data_handle());
+    const QuantParams p = dynamic_params(x, n_, params.dtype);
+    quantize_to(x, n_, p, dst_.get_data_handle());
+    zero_point.data<int32_t>()[0] = p.zero_point;
+    float* s = scales.data<float>();
+    if (!matmul) {
+      s[0] = p.scale;
+      return;
+    }
+    float* b = scaled_bias.data<float>();
+    for (size_t o = 0; o < w_scale.size(); ++o) {
+      s[o] = p.scale * w_scale[o];
+      b[o] = bias[o] / s[o];
+    }
+  }
+
+ private:
+  dnnl::memory src_, dst_;
+  int64_t n_ = 0;
+};
+
+}  // namespace
+
+bool lower_quantized_layer(LoweringContext& c, const Node& n) {
+  const std::vector<PostOp> ops = parse_post_ops(n);
+  const size_t own = n.inputs.size() - count_add_post_ops(ops);
+  if (own != 4 || !is_param(c, n.inputs[1]) || !is_param(c, n.inputs[2]) || !is_param(c, n.inputs[3])) return false;
+  const bool conv = n.op == "qconv2d";
+  int x = c.node_value(n.inputs[0]);
+  const Shape xs = val(c, x).shape;
+  if (!conv && xs.size() != 2) return false;
+  const InputQuant iq = parse_input_quant(n);
+  const Tensor& wq = param(c, n.inputs[1]);
+  const Tensor& ws = param(c, n.inputs[2]);
+  const Tensor& b = param(c, n.inputs[3]);
+  const Geometry geo = geometry(n, xs, wq.shape());
+  const int64_t out_ch = wq.dim(0);
+
+  // No VNNI: 7-bit weights, so vpmaddubsw's 16-bit pair sums cannot saturate.
+  // oneDNN's s8-source convolutions halve the weights themselves; its s8 GEMM
+  // (matmul) shifts the source to u8 and does not, so it needs them too.
+  const bool seven_bit = !cpu_has_vnni() && (iq.dtype == DType::u8 || !conv);
+  const Tensor w = seven_bit ? c.weights().derived(wq, "int8 weights halved to 7 bits", [&] {
+    Tensor h = Tensor::empty(wq.shape(), DType::i8);
+    for (int64_t i = 0; i < wq.numel(); ++i) h.data<int8_t>()[i] = static_cast<int8_t>(std::nearbyint(wq.data<int8_t>()[i] / 2.0f));
+    return h;
+  }) : wq;
+  std::vector<float> w_scale(ws.data<float>(), ws.data<float>() + out_ch);
+  if (seven_bit)
+    for (float& s : w_scale) s *= 2.0f;
+
+  const std::vector<int> adds = add_operands(c, n, own);
+  // Requantized output for an int8 region (not with a fused add: sum reads the f32 operand).
+  const std::optional<QuantParams> out_q = adds.empty() ? region_params(c.graph(), n.id) : std::nullopt;
+  std::vector<md> add_descs;
+  for (int v : adds) add_descs.push_back(val(c, v).desc);
+
+  dnnl::primitive_attr attr;
+  dnnl::post_ops post;
+  const bool dynamic_conv = iq.dynamic && conv;
+  if (dynamic_conv) {
+    // No runtime output scales for convolutions in oneDNN 2.6: the batch's scale
+    // and then the bias arrive as binary post-ops instead.
+    post.append_binary(dnnl::algorithm::binary_mul, md({1, 1, 1, 1}, dt::f32, tag::nchw));
+    post.append_binary(dnnl::algorithm::binary_add, md({1, out_ch, 1, 1}, dt::f32, tag::nchw));
+    attr.set_output_scales(1 << 1, w_scale);
+  } else if (iq.dynamic) {
+    attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
+  } else {
+    std::vector<float> scales(w_scale);
+    for (float& s : scales) s *= iq.params.scale;
+    attr.set_output_scales(1 << 1, scales);
+  }
+  const dnnl::post_ops user = to_dnnl_post_ops(ops, add_descs, 0);
+  for (int i = 0; i < user.len(); ++i) {
+    if (user.kind(i) == dnnl::primitive::kind::sum) {
+      post.append_sum(1.0f);
+    } else {
+      float scale, alpha, beta;
+      dnnl::algorithm alg;
+      user.get_params_eltwise(i, scale, alg, alpha, beta);
+      post.append_eltwise(scale, alg, alpha, beta);
+    }
+  }
+  if (out_q) post.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / out_q->scale, static_cast<float>(out_q->zero_point));
+  attr.set_post_ops(post);
+  attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+
+  const dt src_t = int8_type(iq.dtype);
+  const LayerPd pd = layer_pd(geo, src_t, dt::s8, dynamic_conv ? md() : bias_desc(geo), out_q ? int8_type(out_q->dtype) : dt::f32, attr);
+
+  // The source, quantized where a region begins.
+  DynamicQuantizeStep* dq = nullptr;
+  Tensor zero_point;
+  if (iq.dynamic) {
+    auto dyn = std::make_unique<DynamicQuantizeStep>();
+    dq = dyn.get();
+    dyn->params.dtype = iq.dtype;
+    dyn->w_scale = w_scale;
+    dyn->bias.assign(b.data<float>(), b.data<float>() + out_ch);
+    dyn->matmul = !conv;
+    dyn->scales = Tensor::empty({conv ? 1 : out_ch});
+    dyn->scaled_bias = Tensor::empty({out_ch});
+    const int xf = c.as_layout(dequantized(c, x, name_of(n)), plain_desc(xs), name_of(n));
+    const int xq = new_value(c, xs, plain_desc(xs, src_t));
+    dyn->reads = {xf};
+    dyn->writes = {xq};
+    dyn->info = {name_of(n) + " (quantize)", "quantize", std::string("dynamic f32 -> ") + type_name(src_t) + ", batch min/max"};
+    zero_point = dyn->zero_point;
+    c.instance().steps.push_back(std::move(dyn));
+    x = c.as_layout(xq, pd.src, name_of(n));
+  } else {
+    const Value& in = val(c, x);
+    const bool same = is_int8(in.desc) && in.quant.scale == iq.params.scale && in.quant.zero_point == iq.params.zero_point &&
+                      in.quant.dtype == iq.params.dtype;
+    if (same) {
+      x = c.as_layout(x, pd.src, name_of(n));
+    } else {
+      x = quantize(c, dequantized(c, x, name_of(n)), pd.src, iq.params, name_of(n));
+    }
+    zero_point = c.weights().derived(wq, "zero point " + std::to_string(iq.params.zero_point), [&] {
+      Tensor z = Tensor::empty({1}, DType::i32);
+      z.data<int32_t>()[0] = iq.params.zero_point;
+      return z;
+    });
+  }
+
+  std::string detail = pd.impl + ", " + type_name(src_t) + " -> " + (out_q ? std::string(type_name(int8_type(out_q->dtype))) + " (requantized)" : "f32");
+  if (iq.dynamic) detail += ", dynamic";
+  if (seven_bit) detail += ", 7-bit weights (no VNNI)";
+  auto& s = add_primitive(c, pd.prim, pd.scratch, name_of(n), n.op, detail + post_op_note(n));
+  s.args[DNNL_ARG_WEIGHTS] = packed(c, w, plain_weights(geo, dt::s8), pd.weights);
+  s.args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = wrap(md({1}, dt::s32, tag::a), zero_point);
+  if (dynamic_conv) {
+    s.args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = wrap(md({1, 1, 1, 1}, dt::f32, tag::nchw), dq->scales);
+    s.args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1] = wrap(md({1, out_ch, 1, 1}, dt::f32, tag::nchw), b);
+  } else if (iq.dynamic) {
+    s.args[DNNL_ARG_ATTR_OUTPUT_SCALES] = wrap(md({out_ch}, dt::f32, tag::a), dq->scales);
+    s.args[DNNL_ARG_BIAS] = wrap(bias_desc(geo), dq->scaled_bias);
+  } else {
+    // oneDNN adds the bias before the output scale: pass b / scale.
+    const Tensor scaled = c.weights().derived(b, "bias / " + std::to_string(iq.params.scale) + (seven_bit ? " 7-bit" : ""), [&] {
+      Tensor t = Tensor::empty({out_ch});
+      for (int64_t o = 0; o < out_ch; ++o) t.data<float>()[o] = b.data<float>()[o] / (iq.params.scale * w_scale[o]);
+      return t;
+    });
+    s.args[DNNL_ARG_BIAS] = wrap(bias_desc(geo), scaled);
+  }
+  c.count_weight_bytes(static_cast<int64_t>(b.nbytes() + ws.nbytes()));
+  finish_layer(c, n, s, x, adds, pd, geo.y);
+  if (out_q) val(c, c.node_value(n.id)).quant = *out_q;
+  return true;
+}
+
+}  // namespace leanai::runtime

@@ -1,0 +1,230 @@
+// The compiled Plan on quantized graphs against the Executor's reference
+// kernels: int8 static (an int8 region through max pooling and flatten, and a
+// residual net), dynamic, s8 sources, bf16 compute and fp16 weight storage;
+// the int8 region has no quantize step between its layers. Run it also with
+// DNNL_MAX_CPU_ISA=AVX2 and =AVX512_CORE (no VNNI: the 7-bit weight path).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "graph_fixtures.h"
+#include "leanai/graph/passes/optimize_for_inference.h"
+#include "leanai/quant/input_quant.h"
+#include "leanai/runtime/lower_quantized.h"
+#include "leanai/runtime/plan.h"
+#include "quant_fixtures.h"
+#include "temp_dir.h"
+
+namespace leanai {
+namespace {
+
+using namespace test_support;
+
+const TempDir kCacheDir;
+const bool kCacheDirSet = setenv("LEANAI_CACHE_DIR", kCacheDir.path().c_str(), 1) == 0;
+
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::abs(double(t.data<float>()[i])));
+  return m;
+}
+
+// Plan output vs the Executor on the same (quantized) graph, relative to the output's size.
+double plan_vs_reference(const Graph& g, const Tensor& x) {
+  const Tensor want = run_graph(g, x);
+  CompileOptions o;
+  o.tune = false;
+  Plan plan(g, o);
+  const Tensor& got = plan.run(x);
+  EXPECT_EQ(got.shape(), want.shape());
+  return max_abs_diff(got, want) / (1.0 + max_abs(want));
+}
+
+// Requantization inside oneDNN may round a value to the neighbouring step
+// where the reference's f32 lands on a tie; without VNNI the Plan's weights
+// are 7-bit (see runtime/lower_quantized.h), a few steps more.
+double int8_tolerance() { return runtime::cpu_has_vnni() ? 0.01 : 0.05; }
+
+std::vector<PlanStep> plan_steps(const Graph& g, int64_t batch) {
+  CompileOptions o;
+  o.tune = false;
+  Plan plan(g, o);
+  return plan.steps(batch);
+}
+
+int count_kind(const std::vector<PlanStep>& steps, const std::string& kind) {
+  int n = 0;
+  for (const PlanStep& s : steps) n += s.kind == kind;
+  return n;
+}
+
+Graph quantized(const Graph& float_graph, const Tensor& calib, Precision p, bool dynamic = false, DType dtype = DType::u8) {
+  const Graph g = optimize_for_inference(float_graph);
+  auto layers = calibrate_layers(g, calib, p, dynamic);
+  for (auto& [name, lq] : layers) {
+    if (dtype == DType::i8) {
+      const float m = std::max(std::abs(dequantize_value(0, lq.input)), std::abs(dequantize_value(255, lq.input)));
+      lq.input = params_for_range(-m, m, DType::i8);
+    }
+  }
+  return quantize_graph(g, layers);
+}
+
+TEST(PlanQuant, Int8RegionThroughPoolingAndFlatten) {
+  const Graph q = quantized(small_cnn(), random_tensor({32, 2, 10, 10}, 1), Precision::int8);
+  for (int64_t batch : {1, 6}) EXPECT_LT(plan_vs_reference(q, random_tensor({batch, 2, 10, 10}, 2 + batch)), int8_tolerance());
+  const std::vector<PlanStep> steps = plan_steps(q, 4);
+  std::string report;
+  for (const PlanStep& s : steps) report += s.name + " | " + s.kind + " | " + s.detail + "\n";
+  SCOPED_TRACE(report);
+  EXPECT_EQ(count_kind(steps, "qconv2d"), 2);
+  EXPECT_EQ(count_kind(steps, "qlinear"), 1);
+  // One quantize where the region begins (the model input), none inside it, and no dequantize.
+  EXPECT_EQ(count_kind(steps, "quantize"), 1);
+  EXPECT_EQ(count_kind(steps, "dequantize"), 0);
+  EXPECT_EQ(steps[0].kind, "quantize");
+  for (const PlanStep& s : steps) {
+    if (s.kind == "qconv2d") {
+      EXPECT_NE(s.detail.find("u8 -> u8 (requantized)"), std::string::npos) << s.detail;
+    }
+    if (s.kind == "qlinear") {
+      EXPECT_NE(s.detail.find("-> f32"), std::string::npos) << s.detail;
+    }
+    EXPECT_EQ(s.kind.find("kernel:"), std::string::npos) << "fell back to a reference kernel: " << s.name;
+  }
+}
+
+TEST(PlanQuant, Int8ResidualNet) {
+  const Graph q = quantized(residual_net(), random_tensor({32, 3, 12, 12}, 3), Precision::int8);
+  EXPECT_LT(plan_vs_reference(q, random_tensor({5, 3, 12, 12}, 4)), int8_tolerance());
+  const std::vector<PlanStep> steps = plan_steps(q, 5);
+  EXPECT_GE(count_kind(steps, "qconv2d"), 6);
+  for (const PlanStep& s : steps) {
+    EXPECT_EQ(s.kind.find("kernel:"), std::string::npos) << "fell back to a reference kernel: " << s.name;
+  }
+}
+
+TEST(PlanQuant, Int8SignedSources) {
+  const Graph q = quantized(activation_mlp(), random_tensor({64, 20}, 5), Precision::int8, false, DType::i8);
+  EXPECT_LT(plan_vs_reference(q, random_tensor({9, 20}, 6)), int8_tolerance());
+  const Graph c = quantized(small_cnn(), random_tensor({32, 2, 10, 10}, 1), Precision::int8, false, DType::i8);
+  EXPECT_LT(plan_vs_reference(c, random_tensor({3, 2, 10, 10}, 7)), int8_tolerance());
+}
+
+TEST(PlanQuant, DynamicInt8) {
+  for (DType dtype : {DType::u8, DType::i8}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    const Graph mlp = quantized(activation_mlp(), random_tensor({8, 20}, 8), Precision::int8, true, dtype);
+    const Graph cnn = quantized(residual_net(), random_tensor({8, 3, 12, 12}, 9), Precision::int8, true, dtype);
+    EXPECT_LT(plan_vs_reference(mlp, random_tensor({7, 20}, 10)), int8_tolerance());
+    EXPECT_LT(plan_vs_reference(cnn, random_tensor({3, 3, 12, 12}, 11)), int8_tolerance());
+    int dynamic = 0;
+    for (const PlanStep& s : plan_steps(cnn, 3)) dynamic += s.detail.find("dynamic") != std::string::npos && s.kind == "qconv2d";
+    EXPECT_GE(dynamic, 6);
+  }
+  // Steady state: a run allocates nothing, the per-batch params included.
+  const Graph cnn = quantized(small_cnn(), random_tensor({8, 2, 10, 10}, 9), Precision::int8, true);
+  CompileOptions o;
+  o.tune = false;
+  Plan plan(cnn, o);
+  const Tensor x = random_tensor({2, 2, 10, 10}, 12);
+  plan.run(x);
+  const int64_t buffers = Buffer::created();
+  plan.run(x);
+  EXPECT_EQ(Buffer::created(), buffers);
+}
+
+TEST(PlanQuant, GroupedStridedDilatedConvolutions) {
+  Graph g;
+  int x = g.add_input("x", {4, 11, 11});
+  int y = g.add("conv2d", {x, g.add_param("g.weight", random_tensor({6, 2, 3, 3}, 1, 0.3f)), g.add_param("g.bias", random_tensor({6}, 2, 0.1f))},
+                {{"groups", 2}, {"stride", {2, 1}}, {"padding", {1, 2}}, {"dilation", {1, 2}}}, "g");
+  y = g.add("relu", {y});
+  y = g.add("conv2d", {y, g.add_param("p.weight", random_tensor({5, 6, 1, 1}, 3, 0.3f))}, json::object(), "p");
+  g.set_output(g.add("linear", {g.add("flatten", {y}), g.add_param("fc.weight", random_tensor({3, 5 * 6 * 11}, 4, 0.05f))},
+                     json::object(), "fc"));
+  for (bool dynamic : {false, true}) {
+    SCOPED_TRACE(dynamic ? "dynamic" : "static");
+    const Graph q = quantized(g, random_tensor({16, 4, 11, 11}, 5), Precision::int8, dynamic);
+    EXPECT_LT(plan_vs_reference(q, random_tensor({3, 4, 11, 11}, 6)), int8_tolerance());
+  }
+}
+
+TEST(PlanQuant, MixedPrecisionPerLayer) {
+  // A dynamic layer feeding a static one (its output requantized through the
+  // pool), then a bf16 layer reading the int8 region's f32 end.
+  const Graph g = optimize_for_inference(small_cnn());
+  auto layers = calibrate_layers(g, random_tensor({32, 2, 10, 10}, 1), Precision::int8);
+  layers["conv1"].dynamic = true;
+  layers["fc"] = LayerQuant{Precision::bf16};
+  const Graph q = quantize_graph(g, layers);
+  const double tolerance = std::max(int8_tolerance(), runtime::cpu_has_bf16() ? 0.0 : 3e-2);
+  EXPECT_LT(plan_vs_reference(q, random_tensor({4, 2, 10, 10}, 2)), tolerance);
+  const std::vector<PlanStep> steps = plan_steps(q, 4);
+  EXPECT_EQ(count_kind(steps, "qconv2d"), 2);
+  for (const PlanStep& s : steps) {
+    if (s.name != "conv1") continue;
+    EXPECT_NE(s.detail.find("dynamic"), std::string::npos) << s.detail;
+    EXPECT_NE(s.detail.find("(requantized)"), std::string::npos) << s.detail;
+  }
+  for (const PlanStep& s : steps) {
+    if (s.name == "fc" && runtime::cpu_has_bf16()) {
+      EXPECT_NE(s.detail.find("bf16 -> f32"), std::string::npos) << s.detail;
+    }
+  }
+}
+
+TEST(PlanQuant, SaturatingProductsStayCorrect) {
+  // u8 values near 255 times weights near 127: each vpmaddubsw pair sum
+  // (2 * 255 * 127) overflows 16 bits on CPUs without VNNI.
+  Graph g;
+  const int64_t k = 64;
+  int x = g.add_input("x", {k});
+  Tensor wq = Tensor::empty({3, k}, DType::i8);
+  for (int64_t i = 0; i < wq.numel(); ++i) wq.data<int8_t>()[i] = static_cast<int8_t>(i % 3 == 2 ? -127 : 127);
+  const QuantParams p = params_for_range(0.0f, 2.55f, DType::u8);
+  g.set_output(g.add("qlinear", {x, g.add_param("l.weight", wq, false), g.add_param("l.w_scale", Tensor::full({3}, 0.01f), false),
+                                 g.add_param("l.bias", Tensor::zeros({3}), false)},
+                     {{"input", input_quant_attr(p)}}, "l"));
+  const Tensor xs = Tensor::full({2, k}, 2.5f);
+  EXPECT_LT(plan_vs_reference(g, xs), 0.02);
+}
+
+TEST(PlanQuant, Bf16Compute) {
+  const Graph g = optimize_for_inference(small_cnn());
+  std::map<std::string, LayerQuant> layers;
+  for (const char* name : {"conv1", "conv2", "fc"}) layers[name].precision = Precision::bf16;
+  const Graph q = quantize_graph(g, layers);
+  // With native bf16 the Plan rounds exactly as the reference; elsewhere it computes in f32.
+  const double tolerance = runtime::cpu_has_bf16() ? 1e-3 : 3e-2;
+  EXPECT_LT(plan_vs_reference(q, random_tensor({4, 2, 10, 10}, 13)), tolerance);
+  const Graph mlp = quantized(activation_mlp(), random_tensor({8, 20}, 8), Precision::bf16);
+  EXPECT_LT(plan_vs_reference(mlp, random_tensor({5, 20}, 14)), tolerance);
+  if (runtime::cpu_has_bf16()) {
+    // A bf16 region: conv1 and conv2 hand bf16 on (through the pool and the
+    // flatten) to layers that would round their input to bf16 anyway.
+    int to_bf16 = 0, to_f32 = 0;
+    const std::vector<PlanStep> steps = plan_steps(q, 4);
+    std::string report;
+    for (const PlanStep& s : steps) {
+      to_bf16 += s.detail.find("bf16 -> bf16") != std::string::npos;
+      to_f32 += s.detail.find("bf16 -> f32") != std::string::npos;
+      report += s.name + " | " + s.kind + " | " + s.detail + "\n";
+    }
+    EXPECT_EQ(to_bf16, 2) << report;
+    EXPECT_EQ(to_f32, 1) << report;
+    EXPECT_EQ(count_kind(steps, "dequantize"), 0) << report;
+  }
+}
+
+TEST(PlanQuant, Fp16WeightStorage) {
+  const Graph g = optimize_for_inference(residual_net());
+  std::map<std::string, LayerQuant> layers;
+  for (const Node& n : g.nodes())
+    if (!layer_name(g, n).empty()) layers[layer_name(g, n)].precision = Precision::fp16;
+  const Graph q = quantize_graph(g, layers);
+  EXPECT_LT(plan_vs_reference(q, random_tensor({3, 3, 12, 12}, 15)), 1e-4);
+}
+
+}  // namespace
+}  // namespace leanai

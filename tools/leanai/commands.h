@@ -13,5 +13,7 @@ void add_bench_command(CLI::App& app);
 void add_import_command(CLI::App& app);
 void add_hw_command(CLI::App& app);
 void add_value_command(CLI::App& app);
+void add_sensitivity_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
 
 }  // namespace leanai::cli

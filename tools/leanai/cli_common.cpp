@@ -3,8 +3,12 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include "leanai/core/error.h"
 #include "leanai/core/threads.h"
+#include "leanai/data/split.h"
+#include "leanai/data/standardizer.h"
 #include "leanai/io/model_file.h"
 #include "leanai/nn/models.h"
 
@@ -37,6 +41,50 @@ LoadedData load_data(const DataOptions& opt, uint64_t seed) {
   d.source = resolve_data(opt.spec, opt.csv());
   d.splits = prepare_splits(d.source, opt.test_fraction, seed);
   return d;
+}
+
+ModelData load_model_data(const json& info, DataOptions o, const CLI::App& cmd, bool data_given) {
+  // The model remembers its data set and split; flags given here win.
+  const DataOptions saved = data_options_from_info(info);
+  if (cmd.count("--data") == 0 && !data_given) o.spec = saved.spec;
+  if (cmd.count("--label") == 0) o.label = saved.label;
+  if (cmd.count("--task") == 0) o.task = saved.task;
+  if (cmd.count("--no-standardize") == 0) o.no_standardize = saved.no_standardize;
+  if (cmd.count("--test-fraction") == 0) o.test_fraction = saved.test_fraction;
+  const json data_info = info.value("data", json::object());
+  const uint64_t seed = data_info.value("split_seed", uint64_t{0});
+  // Features are scaled with the standardizer saved in the model, never one
+  // refitted on the evaluation data.
+  const json saved_scaler = data_info.value("standardizer", json());
+  const bool use_saved_scaler = !saved_scaler.is_null() && !o.no_standardize;
+  if (use_saved_scaler) o.no_standardize = true;
+  ModelData md;
+  md.data = load_data(o, seed);
+  md.train = md.data.splits.train;
+  md.test = md.data.splits.test;
+  const double val_fraction = info.value("val_fraction", 0.0);
+  if (val_fraction > 0.0) {
+    const uint64_t train_seed = info.value("training", json::object()).value("config", json::object()).value("seed", seed);
+    std::tie(md.train, md.validation) = train_val_split(*md.train, val_fraction, train_seed);
+  }
+  for (auto* ds : {&md.train, &md.validation, &md.test}) {
+    if (!*ds) continue;
+    if (use_saved_scaler) {
+      const Standardizer scaler = Standardizer::from_json(saved_scaler);
+      check(scaler.num_features() == shape_numel((*ds)->sample_shape()),
+            fmt::format("the data has {} features but the model's standardizer expects {}",
+                        shape_numel((*ds)->sample_shape()), scaler.num_features()));
+      *ds = scaler.apply(**ds);
+    }
+    const Shape expected = info.value("sample_shape", (*ds)->sample_shape());
+    check((*ds)->sample_shape() == expected, fmt::format("the data has samples of shape {} but the model expects {}",
+                                                         shape_str((*ds)->sample_shape()), shape_str(expected)));
+  }
+  // Class ids come from the data file; they mean the same only if the classes do.
+  const auto model_classes = data_info.value("class_names", std::vector<std::string>{});
+  check(model_classes.empty() || md.data.source.class_names.empty() || model_classes == md.data.source.class_names,
+        "the data's classes differ from the classes the model was trained on; use data with the same classes");
+  return md;
 }
 
 json data_info(const DataOptions& opt, const LoadedData& data, uint64_t seed) {

@@ -34,6 +34,17 @@ json data_info(const DataOptions& opt, const LoadedData& data, uint64_t seed);
 // Rebuilds the options from that record (the user's flags override it when given).
 DataOptions data_options_from_info(const json& info);
 
+// A saved model's data as it was split and scaled in training: the data set
+// and split the model records (flags given on `cmd` win), features scaled with
+// the model's own standardizer, shapes and classes checked against the model.
+// `validation` is the training split's validation part when the model was
+// trained with --val-fraction (empty otherwise); `train` is what is left.
+struct ModelData {
+  LoadedData data;
+  std::shared_ptr<InMemoryDataset> train, validation, test;
+};
+ModelData load_model_data(const json& info, DataOptions o, const CLI::App& cmd, bool data_given = false);
+
 // `model` is a preset name or a path to a JSON spec.
 Graph build_model(const std::string& model, const Shape& sample_shape, int64_t num_outputs, uint64_t seed);
 

@@ -54,36 +54,10 @@ double median_latency_ms(Graph& model, const Dataset& data, int64_t batch, int r
 void run_eval(EvalOptions o, const CLI::App& cmd) {
   apply_threads(o.threads);
   LoadedModel m = load_model(o.model);
-  // The model remembers its data set and split; flags given here win.
-  DataOptions saved = data_options_from_info(m.info);
-  if (cmd.count("--data") == 0) o.data.spec = saved.spec;
-  if (cmd.count("--label") == 0) o.data.label = saved.label;
-  if (cmd.count("--task") == 0) o.data.task = saved.task;
-  if (cmd.count("--no-standardize") == 0) o.data.no_standardize = saved.no_standardize;
-  if (cmd.count("--test-fraction") == 0) o.data.test_fraction = saved.test_fraction;
-  const uint64_t seed = m.info.value("data", json::object()).value("split_seed", uint64_t{0});
-  // Features are scaled with the standardizer saved in the model, never one
-  // refitted on the evaluation data.
-  const json saved_scaler = m.info.value("data", json::object()).value("standardizer", json());
-  const bool use_saved_scaler = !saved_scaler.is_null() && !o.data.no_standardize;
-  if (use_saved_scaler) o.data.no_standardize = true;
-  LoadedData data = load_data(o.data, seed);
-  std::shared_ptr<InMemoryDataset> ds = o.split == "train" ? data.splits.train : data.splits.test;
-  if (use_saved_scaler) {
-    const Standardizer scaler = Standardizer::from_json(saved_scaler);
-    check(scaler.num_features() == shape_numel(ds->sample_shape()),
-          fmt::format("the data has {} features but the model's standardizer expects {}",
-                      shape_numel(ds->sample_shape()), scaler.num_features()));
-    ds = scaler.apply(*ds);
-  }
-  const Shape expected = m.info.value("sample_shape", ds->sample_shape());
-  check(ds->sample_shape() == expected, fmt::format("the data has samples of shape {} but the model expects {}",
-                                                    shape_str(ds->sample_shape()), shape_str(expected)));
-  // Class ids come from the data file; they mean the same only if the classes do.
-  const auto model_classes = m.info.value("data", json::object()).value("class_names", std::vector<std::string>{});
-  check(model_classes.empty() || data.source.class_names.empty() || model_classes == data.source.class_names,
-        "the data's classes differ from the classes the model was trained on; evaluate on data with the same classes");
-
+  ModelData md = load_model_data(m.info, o.data, cmd);
+  LoadedData& data = md.data;
+  // The validation part was held out of training too; "train" means what trained.
+  std::shared_ptr<InMemoryDataset> ds = o.split == "train" ? md.train : md.test;
   EvalResult r = evaluate(m.graph, *ds, o.batch_size);
   const double lat1 = median_latency_ms(m.graph, *ds, 1, o.latency_runs);
   const int64_t big = std::min<int64_t>(256, ds->size());

@@ -14,5 +14,7 @@ void add_import_command(CLI::App& app);
 void add_export_onnx_command(CLI::App& app);
 void add_hw_command(CLI::App& app);
 void add_value_command(CLI::App& app);
+void add_sensitivity_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
 
 }  // namespace leanai::cli

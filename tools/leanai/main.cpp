@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   leanai::cli::add_export_onnx_command(app);
   leanai::cli::add_hw_command(app);
   leanai::cli::add_value_command(app);
+  leanai::cli::add_sensitivity_command(app);
+  leanai::cli::add_quantize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -222,7 +222,8 @@ SolvedPlan solve_precisions(const std::vector<LayerCosts>& all, const SolverBudg
       if (std::find(seen.begin(), seen.end(), trial) != seen.end()) continue;
       double value;
       if (raise) {  // accuracy gained per unit of added time and size
-        const double gain = std::max(0.0, from.drop) - std::max(0.0, to.drop);
+        // KL in nats weighs 10 points per nat: 0.01 nats counts like 0.1 points.
+        const double gain = std::max(0.0, from.drop) - std::max(0.0, to.drop) + 10.0 * (from.kl - to.kl);
         value = gain / (objective(to) - objective(from) + 1e-9) + 1e-3 * std::max(0.0, from.drop);
       } else {  // budget saved per unit of added drop
         const double saved = resource(budget.kind, from) - resource(budget.kind, to);

@@ -35,6 +35,8 @@ struct PrecisionCost {
   double drop = 0;        // accuracy points lost with this layer alone at this precision (>= 0 after clamping)
   double bytes = 0;       // weight bytes at this precision
   double latency_ms = 0;  // this layer's time at this precision
+  double kl = 0;          // output KL with this layer alone at this precision: breaks ties in repair,
+                          // where drops measured on a finite sample are often all zero
 };
 
 struct LayerCosts {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "leanai/core/error.h"
 #include "leanai/graph/passes/optimize_for_inference.h"
 
 namespace leanai::cli {

@@ -296,6 +296,21 @@ TEST(QuantizeGraph, SavesAndLoadsAsAModelFile) {
   EXPECT_EQ(max_abs_diff(run_graph(m.graph, x), run_graph(q, x)), 0.0);
 }
 
+TEST(QuantizeGraph, ABiasSharedWithAnotherLayerStaysItsOwn) {
+  Graph g;
+  int x = g.add_input("x", {8});
+  int b = g.add_param("shared.bias", random_tensor({8}, 1, 0.1f));
+  int y = g.add("linear", {x, g.add_param("a.weight", random_tensor({8, 8}, 2, 0.3f)), b}, {}, "a");
+  g.set_output(g.add("linear", {y, g.add_param("c.weight", random_tensor({8, 8}, 3, 0.3f)), b}, {}, "c"));
+  const Tensor data = random_tensor({16, 8}, 4);
+  const Graph q = quantize_graph(g, calibrate_layers(g, data, Precision::int8, false, true));  // corrects the biases
+  EXPECT_EQ(count_op(q, "qlinear"), 2);
+  expect_close_model(g, q, data, 0.05, 0.8);
+  const Graph half = quantize_graph(g, {{"a", calibrate_layers(g, data, Precision::int8)["a"]}});
+  EXPECT_EQ(half.params().at("shared.bias").value.dtype(), DType::f32);
+  expect_close_model(g, half, data, 0.05, 0.8);
+}
+
 TEST(QuantizeGraph, ClearErrors) {
   const Graph g = optimize_for_inference(activation_mlp());
   expect_error([&] { quantize_graph(g, {{"fc9", {Precision::int8}}}); }, {"fc9", "fc1, fc2, fc3"});

@@ -106,20 +106,18 @@ class Quantizer {
     Tensor bias = own == 3 ? g_.params().at(g_.node(n.inputs[2]).name).value.clone() : Tensor::zeros({wp.value.dim(0)});
     if (!lq.input_channel_mean.empty())
       correct_bias(wp.value, q, lq.input_channel_mean, n.op == "conv2d" ? attr_int(n, "groups", 1) : 1, bias, name);
-    const std::string b_name = own == 3 ? g_.node(n.inputs[2]).name : name + ".bias";
-    // The old bias is not copied: the rewritten layer owns a (corrected) copy under the same name.
+    // The old bias is not copied: the rewritten layer owns a (corrected) copy,
+    // under the same name unless another node reads the old one too.
+    const bool sole_bias = own == 3 && uses_.count[n.inputs[2]] == 1;
+    const std::string b_name = sole_bias ? g_.node(n.inputs[2]).name : unused_param_name(g_, out_, name + ".bias");
     std::vector<int> qin = {mapped(n.inputs[0]), out_.add_param(w_name, q.q, false),
-                            out_.add_param(fresh_name(name + ".w_scale"), q.scales, false),
-                            out_.add_param(fresh_name(b_name), bias, false)};
+                            out_.add_param(unused_param_name(g_, out_, name + ".w_scale"), q.scales, false),
+                            out_.add_param(b_name, bias, false)};
     for (size_t i = own; i < n.inputs.size(); ++i) qin.push_back(mapped(n.inputs[i]));
     attrs["input"] = lq.dynamic ? dynamic_input_attr(lq.input.dtype) : input_quant_attr(lq.input);
     return out_.add(n.op == "linear" ? "qlinear" : "qconv2d", qin, attrs, n.name);
   }
 
-  // `base` unless the graph being built has it already (a bias shared with another node).
-  std::string fresh_name(const std::string& base) const {
-    return out_.params().count(base) ? unused_param_name(g_, out_, base + ".q") : base;
-  }
 
   const Graph& g_;
   const std::map<std::string, LayerQuant>& layers_;

@@ -165,8 +165,11 @@ TEST(MixedPrecision, SolverKeepsTheSensitiveLayerAndMeetsTheBudget) {
   const SolvedPlan plan = solve_precisions(costs, {BudgetKind::max_drop, 0.5}, evaluate, {.max_evaluations = 4});
   EXPECT_TRUE(plan.met_budget);
   EXPECT_LE(plan.measured.drop, 0.5);
-  for (size_t i = 0; i < order.size(); ++i)
-    if (order[i] == "fc1") EXPECT_NE(plan.assignment[i], Precision::int8);
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (order[i] == "fc1") {
+      EXPECT_NE(plan.assignment[i], Precision::int8);
+    }
+  }
   // Uniform int8 is what the plan avoided: far over budget.
   const Graph all_int8 = apply_precisions(inf, quant, order, Assignment(order.size(), Precision::int8));
   EXPECT_GT(100.0 * (fp32_acc - accuracy(plan_logits(all_int8, f.val.x), f.val.labels)), 10.0);

@@ -311,10 +311,30 @@ TEST(QuantizeGraph, ABiasSharedWithAnotherLayerStaysItsOwn) {
   expect_close_model(g, half, data, 0.05, 0.8);
 }
 
+TEST(QuantizeGraph, Int4LinearBecomesQlinearW4) {
+  Graph g;
+  int x = g.add_input("x", {64});
+  int y = g.add("linear", {x, g.add_param("a.weight", random_tensor({32, 64}, 2, 0.3f)),
+                           g.add_param("a.bias", random_tensor({32}, 1, 0.1f))}, {{"post_ops", json::array({{{"op", "relu"}}})}}, "a");
+  g.set_output(y);
+  const Tensor data = random_tensor({16, 64}, 4);
+  LayerQuant q{Precision::int4};
+  q.int4_block = 32;
+  const Graph w4 = quantize_graph(g, {{"a", q}});
+  EXPECT_EQ(count_op(w4, "qlinear_w4"), 1);
+  EXPECT_EQ(w4.params().at("a.weight").value.dtype(), DType::u8);
+  EXPECT_EQ(w4.params().at("a.weight").value.shape(), (Shape{32, 32}));
+  EXPECT_EQ(w4.params().at("a.w_scale").value.shape(), (Shape{32, 2}));
+  // 4-bit weights: within a few percent of the float layer, with the relu kept.
+  expect_close_model(g, w4, data, 0.08, 0.8);
+  q.int4_block = 48;
+  expect_error([&] { quantize_graph(g, {{"a", q}}); }, {"a", "32 or 64"});
+}
+
 TEST(QuantizeGraph, ClearErrors) {
   const Graph g = optimize_for_inference(activation_mlp());
   expect_error([&] { quantize_graph(g, {{"fc9", {Precision::int8}}}); }, {"fc9", "fc1, fc2, fc3"});
-  expect_error([&] { quantize_graph(g, {{"fc1", {Precision::int4}}}); }, {"fc1", "int4", "qlinear_w4"});
+  expect_error([&] { quantize_graph(g, {{"fc1", {Precision::int4}}}); }, {"fc1", "int4", "multiple of the block"});
   LayerQuant bad{Precision::int8};
   bad.input.scale = 0.0f;
   expect_error([&] { quantize_graph(g, {{"fc1", bad}}); }, {"fc1", "scale"});

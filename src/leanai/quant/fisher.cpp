@@ -9,11 +9,14 @@ namespace leanai {
 
 std::map<std::string, Tensor> fisher_diagonal(const Graph& model, const Tensor& x, const Tensor& labels, int64_t batch) {
   check(labels.dtype() == DType::i64 && labels.numel() == x.shape()[0], "fisher: labels must be i64, one per sample");
+  // Gradients need the kernels in training mode, where batch-norm would update
+  // its running statistics: work on a deep copy so the model is never touched.
   Graph g = model;
+  for (auto& [name, p] : g.params()) p.value = p.value.clone();
   const int y = g.add_input("labels", {}, DType::i64);
   g.set_output(g.add("cross_entropy", {model.output(), y}));
   Executor ex(g);
-  ex.set_training(false);  // dropout off, batch-norm on running statistics: the model as served
+  ex.set_training(true);
   std::map<std::string, Tensor> fisher;
   for (const auto& [name, p] : g.params())
     if (p.trainable) fisher[name] = Tensor::zeros(p.value.shape());

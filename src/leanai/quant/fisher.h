@@ -12,7 +12,9 @@ namespace leanai {
 // For every trainable parameter of `model` (a classifier's logits graph),
 // over x [N, ...] with i64 labels [N], in batches of `batch` samples:
 // F = mean over batches of batch * (d mean-loss / d w)^2, which estimates the
-// per-sample E[(d loss / d w)^2] without per-sample backward passes.
+// per-sample E[(d loss / d w)^2] without per-sample backward passes. The
+// gradients are taken in training mode (batch statistics, dropout on) on a
+// copy of the weights; the model is not modified.
 std::map<std::string, Tensor> fisher_diagonal(const Graph& model, const Tensor& x, const Tensor& labels,
                                               int64_t batch = 32);
 

@@ -19,7 +19,7 @@ Tensor plan_logits(const Graph& graph, const Tensor& x, int64_t batch) {
   for (int64_t begin = 0; begin < n; begin += batch) {
     const int64_t end = std::min(n, begin + batch);
     const Tensor& y = plan.run(x.slice0(begin, end));
-    if (out.numel() == 0) {
+    if (!out.defined()) {
       Shape s = y.shape();
       s[0] = n;
       out = Tensor::empty(s);

@@ -4,6 +4,7 @@
 #include "leanai/graph/passes/graph_rewrite.h"
 #include "leanai/kernels/post_ops.h"
 #include "leanai/quant/input_quant.h"
+#include "leanai/quant/int4_blocks.h"
 
 namespace leanai {
 namespace {
@@ -91,9 +92,7 @@ class Quantizer {
         if (lq.precision == Precision::bf16) attrs["compute"] = "bf16";
         return out_.add(n.op, inputs, attrs, n.name);
       }
-      case Precision::int4:
-        throw Error("quantize: layer '" + name + "': int4 needs the qlinear_w4 op and pack_int4_blocks (quant/int4_blocks), "
-                    "which this build does not have; use int8 for it");
+      case Precision::int4: return rewrite_int4(n, name, lq, own);
       case Precision::int8: break;
     }
     check(lq.input.dtype == DType::u8 || lq.input.dtype == DType::i8,
@@ -118,6 +117,27 @@ class Quantizer {
     return out_.add(n.op == "linear" ? "qlinear" : "qconv2d", qin, attrs, n.name);
   }
 
+  // int4 weights (qlinear_w4): block-wise scales along the input axis, f32 activations.
+  int rewrite_int4(const Node& n, const std::string& name, const LayerQuant& lq, size_t own) {
+    const Tensor& w = g_.params().at(g_.node(n.inputs[1]).name).value;
+    check(n.op == "linear", "quantize: layer '" + name + "': int4 is for linear layers only (it is " + n.op + ")");
+    check(lq.int4_block == 32 || lq.int4_block == 64, "quantize: layer '" + name + "': the int4 block must be 32 or 64");
+    check(w.dim(1) % lq.int4_block == 0, "quantize: layer '" + name + "': int4 needs the input width (" +
+                                             std::to_string(w.dim(1)) + ") to be a multiple of the block (" +
+                                             std::to_string(lq.int4_block) + ")");
+    const Int4Weights q = quantize_int4_blocks(w, lq.int4_block);
+    const bool sole_bias = own == 3 && uses_.count[n.inputs[2]] == 1;
+    const std::string b_name = sole_bias ? g_.node(n.inputs[2]).name : unused_param_name(g_, out_, name + ".bias");
+    Tensor bias = own == 3 ? g_.params().at(g_.node(n.inputs[2]).name).value.clone() : Tensor::zeros({w.dim(0)});
+    std::vector<int> qin = {mapped(n.inputs[0]), out_.add_param(g_.node(n.inputs[1]).name, q.packed, false),
+                            out_.add_param(unused_param_name(g_, out_, name + ".w_scale"), q.scales, false),
+                            out_.add_param(b_name, bias, false)};
+    for (size_t i = own; i < n.inputs.size(); ++i) qin.push_back(mapped(n.inputs[i]));
+    json attrs = n.attrs;
+    attrs["block"] = lq.int4_block;
+    attrs["in"] = w.dim(1);
+    return out_.add("qlinear_w4", qin, attrs, n.name);
+  }
 
   const Graph& g_;
   const std::map<std::string, LayerQuant>& layers_;

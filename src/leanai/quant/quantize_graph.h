@@ -13,7 +13,8 @@
 //   fp16  -> the same op with an F16-stored weight, computing in f32 (exact on
 //            every CPU; bf16 compute would round the fp16 weights a second time)
 //   fp32  -> unchanged
-//   int4  -> refused for now: it needs the qlinear_w4 op and its packing (quant/int4_blocks)
+//   int4  -> qlinear_w4 (linear layers whose input width is a multiple of int4_block):
+//            block-wise weights with MSE-searched scales (quant/int4_blocks.h)
 //
 // A layer's name is its weight parameter's name without ".weight"; the
 // rewritten layer keeps that parameter name, so names stay stable across

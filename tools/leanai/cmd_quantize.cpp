@@ -94,6 +94,7 @@ void run_quantize(QuantizeCliOptions o, const CLI::App& cmd) {
     };
     SolverOptions so;
     so.max_evaluations = o.max_evals;
+    so.candidates = {Assignment(order.size(), Precision::int8)};  // uniform int8 often measures best
     const SolvedPlan plan = solve_precisions(costs, budget, evaluate, so);
     chosen = apply_precisions(s.inference, s.quant, order, plan.assignment);
     chosen_name = "mixed (" + o.target + ")";

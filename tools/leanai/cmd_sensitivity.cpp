@@ -23,7 +23,7 @@ struct SensitivityCliOptions {
 };
 
 void print_table(const SensitivityReport& r) {
-  std::printf("fp32 accuracy on these samples: %.2f%%; latency per layer alone at batch %lld\n\n", 100 * r.fp32_accuracy,
+  std::printf("fp32 accuracy on these samples: %.2f%%; latency per layer in context (the rest at int8) at batch %lld\n\n", 100 * r.fp32_accuracy,
               static_cast<long long>(r.latency_batch));
   std::printf("%-16s %-8s %-5s %10s %9s %9s %11s %10s %10s\n", "layer", "op", "prec", "KL", "SQNR dB", "acc pt",
               "Fisher", "KB", "ms");

@@ -189,23 +189,27 @@ SolvedPlan solve_precisions(const std::vector<LayerCosts>& all, const SolverBudg
   SolvedPlan best;
   double best_score = kInf;
   std::vector<Assignment> seen;
-  for (int eval = 0; eval < options.max_evaluations; ++eval) {
-    seen.push_back(current);
-    const PlanMeasure m = evaluate(current);
+  // Evaluates a plan on held-out data and keeps it when it is the best so far.
+  auto try_plan = [&](const Assignment& a) {
+    seen.push_back(a);
+    const PlanMeasure m = evaluate(a);
     const bool ok = within(budget, m);
     // Plans that meet the budget beat any that does not; among those, the objective decides.
     const double score = ok ? objective(m) : 1e6 * (1 + overshoot(budget, m));
     std::string line;
-    for (size_t i = 0; i < tables.size(); ++i) line += (i ? " " : "") + tables[i].layer + ":" + precision_name(current[i]);
+    for (size_t i = 0; i < tables.size(); ++i) line += (i ? " " : "") + tables[i].layer + ":" + precision_name(a[i]);
     best.log.push_back(line + "  drop " + std::to_string(m.drop) + " pt, " + std::to_string(m.bytes / 1e3) + " KB, " +
                        std::to_string(m.latency_ms) + " ms" + (ok ? "" : "  (over budget)"));
     if (score < best_score) {
       best_score = score;
-      best.assignment = current;
+      best.assignment = a;
       best.measured = m;
       best.met_budget = ok;
     }
-    if (ok) break;
+    return ok;
+  };
+  while (static_cast<int>(seen.size()) < options.max_evaluations) {
+    if (try_plan(current)) break;
     // Repair: move the one layer whose step buys the most budget per unit of cost.
     const bool raise = budget.kind == BudgetKind::max_drop;  // too inaccurate: raise; too big or slow: lower
     int pick = -1;
@@ -237,6 +241,19 @@ SolvedPlan solve_precisions(const std::vector<LayerCosts>& all, const SolverBudg
     }
     if (pick < 0) break;  // nothing left to move
     current[pick] = pick_to;
+  }
+  for (const Assignment& c : options.candidates) {
+    if (static_cast<int>(seen.size()) >= options.max_evaluations) break;
+    check(c.size() == tables.size(), "precision solver: a candidate plan has the wrong number of layers");
+    // A precision the layer may not take (slower than a higher one) becomes the lowest it may take above it.
+    Assignment a = c;
+    for (size_t i = 0; i < a.size(); ++i) {
+      Precision allowed = Precision::fp32;
+      for (const PrecisionCost& o : tables[i].options)
+        if (rank(o.precision) <= rank(a[i])) allowed = o.precision;
+      a[i] = allowed;
+    }
+    if (std::find(seen.begin(), seen.end(), a) == seen.end()) try_plan(a);
   }
   best.evaluations = static_cast<int>(seen.size());
   best.predicted = predict(tables, best.assignment);

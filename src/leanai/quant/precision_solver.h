@@ -4,7 +4,7 @@
 // choice on held-out data and repair it until the budget holds.
 //
 //   SolverBudget budget{BudgetKind::max_drop, 0.3};          // points of accuracy
-//   SolvedPlan plan = solve_precisions(tables, budget, evaluate, {.max_evaluations = 6});
+//   SolvedPlan plan = solve_precisions(tables, budget, evaluate);   // SolverOptions: evaluations, candidates
 //
 // Choosing: a multiple-choice knapsack, solved exactly by dynamic programming
 // over the budgeted quantity (discretized finely), on the per-layer numbers
@@ -18,7 +18,8 @@
 // Verifying: `evaluate` runs a whole plan on held-out data (a "full
 // evaluation") and returns its true drop, bytes and latency. While the budget
 // is missed, the layer whose move up one precision buys the most budget per
-// unit of cost is moved (greedy repair). At most `max_evaluations` full
+// unit of cost is moved (greedy repair); then the given candidate plans are
+// evaluated too while evaluations remain. At most `max_evaluations` full
 // evaluations are made; the best plan seen that meets the budget is returned
 // (or, if none did, the one closest to it, with `met_budget` false).
 #pragma once
@@ -65,6 +66,11 @@ struct PlanMeasure {
 struct SolverOptions {
   int max_evaluations = 6;
   int buckets = 2000;  // discretization of the budgeted quantity
+  // Plans also worth a full evaluation (e.g. uniform int8), tried once the
+  // knapsack's plan (or its repair) meets the budget, while evaluations remain:
+  // the per-layer tables are additive estimates, so a plan they rank lower can
+  // still measure better.
+  std::vector<Assignment> candidates;
 };
 
 struct SolvedPlan {

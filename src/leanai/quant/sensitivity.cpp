@@ -7,7 +7,6 @@
 
 #include "leanai/core/error.h"
 #include "leanai/graph/passes/optimize_for_inference.h"
-#include "leanai/graph/shape_inference.h"
 #include "leanai/kernels/post_ops.h"
 #include "leanai/quant/fisher.h"
 #include "leanai/quant/plan_eval.h"
@@ -15,27 +14,6 @@
 
 namespace leanai {
 namespace {
-
-// The layer alone: its own input as the graph input, its parameters, its
-// activation post-ops (residual adds dropped: they need the other operand).
-Graph single_layer_graph(const Graph& g, const Node& n, const Shape& sample_shape) {
-  Graph s;
-  std::vector<int> inputs = {s.add_input("input", sample_shape)};
-  const int own = static_cast<int>(n.inputs.size()) - count_add_post_ops(parse_post_ops(n));
-  for (int i = 1; i < own; ++i) {
-    const Node& p = g.node(n.inputs[i]);
-    inputs.push_back(s.add_param(p.name, g.params().at(p.name).value, false));
-  }
-  json attrs = n.attrs;
-  if (attrs.contains("post_ops")) {
-    json kept = json::array();
-    for (const json& op : attrs["post_ops"])
-      if (op.value("op", "") != "add") kept.push_back(op);
-    attrs["post_ops"] = kept;
-  }
-  s.set_output(s.add(n.op, inputs, attrs, n.name));
-  return s;
-}
 
 bool int4_fits(const Node& n, const Tensor& w, int block) {
   return n.op == "linear" && w.shape().size() == 2 && w.shape()[1] % block == 0;
@@ -47,6 +25,38 @@ double fisher_score(const Tensor& fisher, const Tensor& w, Precision p, int bloc
   double s = 0;
   for (int64_t i = 0; i < w.numel(); ++i) s += static_cast<double>(f[i]) * (a[i] - b[i]) * (a[i] - b[i]);
   return 0.5 * s;
+}
+
+// Latency in context: the whole model with every layer at int8 (the base),
+// then with one layer moved to each other precision. A layer's time at p is
+// the change that move makes plus an equal share of the base time, so the
+// layers' times at the base add up to the model's, and region borders (a
+// quantize or dequantize the move adds or removes) are charged to the layer
+// that causes them. Timed alone, a layer would pay both borders every time.
+void measure_latency_in_context(const Graph& inf, const std::map<std::string, LayerQuant>& quant,
+                                const SensitivityOptions& options, std::vector<LayerSensitivity>& layers) {
+  std::map<std::string, LayerQuant> base;
+  for (const LayerSensitivity& l : layers) {
+    base[l.layer] = quant.at(l.layer);
+    base[l.layer].precision = Precision::int8;
+  }
+  auto time = [&](const std::map<std::string, LayerQuant>& plan) {
+    return plan_latency_ms(quantize_graph(inf, plan), options.latency_batch, options.latency_seconds);
+  };
+  const double t_base = time(base);
+  const double share = t_base / static_cast<double>(layers.size());
+  for (LayerSensitivity& l : layers) {
+    for (PrecisionMeasure& m : l.at) {
+      if (!m.available) continue;
+      if (m.precision == Precision::int8) {
+        m.latency_ms = share;
+        continue;
+      }
+      std::map<std::string, LayerQuant> moved = base;
+      moved[l.layer].precision = m.precision;
+      m.latency_ms = std::max(0.0, time(moved) - t_base + share);
+    }
+  }
 }
 
 json finite(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }  // JSON has no infinity
@@ -75,7 +85,6 @@ const PrecisionMeasure* LayerSensitivity::find(Precision p) const {
 SensitivityReport analyze_sensitivity(const Graph& model, const std::map<std::string, LayerQuant>& quant,
                                       const Tensor& x, const Tensor& labels, const SensitivityOptions& options) {
   const Graph inf = optimize_for_inference(model);
-  const std::vector<Shape> shapes = infer_shapes(inf, 1);
   SensitivityReport report;
   report.samples = x.shape()[0];
   report.latency_batch = options.latency_batch;
@@ -92,8 +101,6 @@ SensitivityReport analyze_sensitivity(const Graph& model, const std::map<std::st
     check(q != quant.end(), "sensitivity: no calibration for layer '" + layer + "'");
     const Tensor& w = inf.params().at(inf.node(n.inputs[1]).name).value;
     LayerSensitivity ls{layer, n.op, w.numel(), {}};
-    Shape sample(shapes[n.inputs[0]].begin() + 1, shapes[n.inputs[0]].end());
-    const Graph alone = single_layer_graph(inf, n, sample);
     const auto trained = model.params().find(layer + ".weight");
     const auto f = fisher.find(layer + ".weight");
 
@@ -123,13 +130,12 @@ SensitivityReport analyze_sensitivity(const Graph& model, const std::map<std::st
       }
       if (trained != model.params().end() && f != fisher.end() && trained->second.value.shape() == w.shape())
         m.fisher = fisher_score(f->second, trained->second.value, p, block);
-      m.latency_ms = plan_latency_ms(p == Precision::fp32 ? alone : quantize_graph(alone, one), options.latency_batch,
-                                     options.latency_seconds);
       ls.at.push_back(m);
     }
     report.layers.push_back(std::move(ls));
   }
   check(!report.layers.empty(), "sensitivity: the model has no conv2d or linear layer to quantize");
+  measure_latency_in_context(inf, quant, options, report.layers);
   std::stable_sort(report.layers.begin(), report.layers.end(), [](const LayerSensitivity& a, const LayerSensitivity& b) {
     const PrecisionMeasure *ma = a.find(Precision::int8), *mb = b.find(Precision::int8);
     return (ma ? ma->kl : 0) > (mb ? mb->kl : 0);

@@ -14,9 +14,10 @@
 // squared loss gradient of each weight (empirical Fisher on the same samples;
 // per-channel weight scaling such as folded batch-norm leaves it unchanged,
 // so it is taken on the trained weights), the layer's weight bytes, and its
-// latency alone at that precision (input f32 in, output f32 out, so int8
-// pays its quantize/dequantize here: an upper bound for a layer inside an int8
-// region).
+// latency in context: with every other layer at int8, how much the model's
+// time changes when this layer moves to that precision, plus an equal share of
+// the all-int8 time (so the shares add up to the model's time, and the
+// quantize/dequantize steps a move adds are charged to that layer).
 #pragma once
 #include <map>
 #include <string>

@@ -6,18 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-need=()
-for p in python3-torch python3-onnx python3-numpy libopenblas0-openmp; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-command -v node >/dev/null && command -v npm >/dev/null || need+=(nodejs npm)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo_cmd=(); [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}"
-fi
-if [ ! -d bench/out/ort/node_modules/onnxruntime-node ]; then
-  mkdir -p bench/out/ort
-  (cd bench/out/ort && npm init -y >/dev/null && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund onnxruntime-node@1.30)
-fi
+bench/install_anchors.sh
 TARGET=leanai_cli scripts/build.sh build
 exec /usr/bin/python3 bench/infer_bench.py

@@ -5,7 +5,7 @@ latency of model(x) under torch.inference_mode().
 
 Usage: torch_infer.py MODEL THREADS BATCHES SECONDS   (BATCHES like 1,256)
 """
-import json, os, sys, time
+import json, os, sys
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
@@ -13,6 +13,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_models import MODELS  # noqa: E402
+from torch_timing import p50_ms  # noqa: E402
 
 name, threads, batches, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 OUT = os.environ.get("OUT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "infer"))
@@ -21,15 +22,6 @@ model = MODELS[name]()
 model.load_state_dict(torch.load(f"{OUT}/{name}.pt"))
 model.eval()
 for batch in [int(b) for b in batches.split(",")]:
-    x = torch.randn(batch, 1, 28, 28)
-    with torch.inference_mode():
-        for _ in range(10):
-            model(x)
-        ts, start = [], time.perf_counter()
-        while len(ts) < 10 or (time.perf_counter() - start < seconds and len(ts) < 5000):
-            t0 = time.perf_counter()
-            model(x)
-            ts.append((time.perf_counter() - t0) * 1e3)
-    ts.sort()
+    p50, runs = p50_ms(model, torch.randn(batch, 1, 28, 28), seconds)
     print(json.dumps({"tool": "pytorch", "model": name, "threads": threads, "batch": batch,
-                      "p50_ms": ts[len(ts) // 2], "runs": len(ts)}), flush=True)
+                      "p50_ms": p50, "runs": runs}), flush=True)

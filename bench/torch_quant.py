@@ -30,6 +30,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fmnist  # noqa: E402
 from quant_models import MODELS  # noqa: E402
+from torch_timing import p50_ms  # noqa: E402
 
 OUT = os.environ.get("OUT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "quant"))
 EPOCHS = int(os.environ.get("EPOCHS", "2"))
@@ -154,16 +155,8 @@ def timed(name, variant, threads, batches, seconds):
     x_all, _ = test_set()
     for batch in batches:
         x = x_all[:batch].contiguous() if batch <= len(x_all) else torch.randn(batch, 1, 28, 28)
-        with torch.inference_mode():
-            for _ in range(10):
-                model(x)
-            ts, start = [], time.perf_counter()
-            while len(ts) < 10 or (time.perf_counter() - start < seconds and len(ts) < 5000):
-                t0 = time.perf_counter()
-                model(x)
-                ts.append((time.perf_counter() - t0) * 1e3)
-        ts.sort()
-        emit(model=name, variant=variant, threads=threads, batch=batch, p50_ms=ts[len(ts) // 2], runs=len(ts))
+        p50, runs = p50_ms(model, x, seconds)
+        emit(model=name, variant=variant, threads=threads, batch=batch, p50_ms=p50, runs=runs)
 
 
 if __name__ == "__main__":

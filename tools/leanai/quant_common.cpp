@@ -27,8 +27,10 @@ QuantSetup prepare_quantization(const std::string& model_path, const QuantDataOp
   apply_threads(o.threads);
   QuantSetup s;
   s.model = load_model(model_path);
-  check(s.model.info.value("task", std::string("classification")) == "classification",
-        "quantization measures accuracy, so it needs a classification model");
+  // An imported model may not say its task; the labelled data then decides.
+  const std::string task = s.model.info.value("task", std::string("classification"));
+  check(task == "classification" || task == "unspecified",
+        "quantization measures accuracy, so it needs a classification model (this one is " + task + ")");
   DataOptions data = o.data;
   // --calib names the data set as --data does.
   const bool data_given = cmd.count("--data") > 0 || cmd.count("--calib") > 0;

@@ -506,6 +506,63 @@ TEST_F(Cli, ExportOnnxWritesAModelImportReadsBack) {
   for (int64_t i = 0; i < got.numel(); ++i) EXPECT_NEAR(got.data<float>()[i], want.data<float>()[i], 1e-5);
 }
 
+TEST_F(Cli, QuantizeWritesAModelWithItsPlanAndTable) {
+  NEED_FMNIST();
+  // The reference model has no validation split: validation comes from training rows.
+  Result r = run({"quantize", model_, "--data", fm_, "--target", "max-drop=1%", "--calib-samples", "100",
+                  "--val-samples", "300", "--max-evals", "2", "--latency-batch", "16", "--threads", "1",
+                  "--out", "q.leanai", "--json"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j["table"].size(), 3u);
+  EXPECT_EQ(j["table"][0]["name"], "fp32");
+  EXPECT_EQ(j["table"][1]["name"], "uniform int8");
+  EXPECT_LT(j["table"][1]["size_share"].get<double>(), 0.3);  // int8 weights + f32 scales and biases
+  EXPECT_EQ(j["plan"].size(), 3u);
+  EXPECT_LE(j["solver"]["evaluations"].get<int>(), 2);
+  EXPECT_EQ(listing(cwd_), std::set<std::string>{"q.leanai"}) << "no temp file is left";
+  // The written model loads, runs, and says how it was made.
+  const leanai::LoadedModel q = leanai::load_model((cwd_ / "q.leanai").string());
+  EXPECT_EQ(q.info["quantization"]["plan"], j["plan"]);
+  EXPECT_EQ(q.info["quantization"]["calibration"].size(), 3u);
+  r = run({"eval", "q.leanai", "--data", fm_, "--json", "--threads", "1", "--latency-runs", "3"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  // eval runs the reference kernels, the table the compiled plan: at most a sample apart.
+  EXPECT_NEAR(json::parse(r.out)["accuracy"].get<double>(), j["table"][2]["test_accuracy"].get<double>(), 0.006);
+
+  // --uniform skips the solver; a sensitivity table can be reused.
+  r = run({"sensitivity", model_, "--data", fm_, "--calib-samples", "100", "--val-samples", "200", "--latency-batch",
+           "8", "--threads", "1", "-o", "s.json"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("fc1"), std::string::npos) << r.out;
+  r = run({"quantize", model_, "--data", fm_, "--sensitivity", "s.json", "--target", "size=40%", "--calib-samples",
+           "100", "--val-samples", "200", "--max-evals", "2", "--latency-batch", "8", "--threads", "1", "--json"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_LE(json::parse(r.out)["table"][2]["size_share"].get<double>(), 0.4);
+  EXPECT_TRUE(fs::exists(fs::path(model_).parent_path() / "m.quant.leanai"));  // the default output name
+  fs::remove(fs::path(model_).parent_path() / "m.quant.leanai");
+}
+
+TEST_F(Cli, QuantizeErrors) {
+  expect_clean_error({"quantize", "missing.leanai"}, {"missing.leanai"});
+  NEED_FMNIST();
+  const std::vector<std::string> base = {"quantize", model_, "--data", fm_, "--calib-samples", "100", "--out", "q.leanai"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  expect_clean_error(with({"--target", "accuracy=1"}), {"unknown target 'accuracy'"});
+  expect_clean_error(with({"--target", "size=big"}), {"size"});
+  expect_clean_error(with({"--uniform", "int3"}), {"--uniform"});
+  expect_clean_error(with({"--calibrator", "magic"}), {"--calibrator"});
+  expect_clean_error(with({"--sensitivity", "nope.json"}), {"nope.json"});
+  write_text((cwd_ / "bad.json").string(), "{\"layers\": 1}");
+  expect_clean_error(with({"--sensitivity", (cwd_ / "bad.json").string()}), {"sensitivity table"});
+  expect_clean_error(with({"--calib-samples", "600000"}), {"--calib-samples"});
+  EXPECT_FALSE(fs::exists(cwd_ / "q.leanai"));
+}
+
 TEST_F(Cli, ExportOnnxErrors) {
   expect_clean_error({"export-onnx", "missing.leanai", "--out", "m.onnx"}, {"missing.leanai"});
   expect_clean_error({"export-onnx", "missing.leanai"}, {"--out"});

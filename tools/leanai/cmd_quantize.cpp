@@ -48,6 +48,10 @@ std::string default_out(const std::string& model) {
 }
 
 void run_quantize(QuantizeCliOptions o, const CLI::App& cmd) {
+  // Check what the user typed before the minutes of calibration and measuring.
+  if (o.uniform.empty()) parse_budget(o.target, 1.0, 1.0);
+  SensitivityReport table;
+  if (o.uniform.empty() && !o.sensitivity.empty()) table = SensitivityReport::read(o.sensitivity);
   QuantSetup s = prepare_quantization(o.model, o.quant, cmd);
   if (o.out.empty()) o.out = default_out(o.model);
   std::vector<int64_t> all(static_cast<size_t>(s.data.test->size()));
@@ -73,10 +77,7 @@ void run_quantize(QuantizeCliOptions o, const CLI::App& cmd) {
     chosen_name = "uniform " + o.uniform;
     for (const auto& l : layers) plan_j[l] = o.uniform;
   } else {
-    SensitivityReport table;
-    if (!o.sensitivity.empty()) {
-      table = SensitivityReport::read(o.sensitivity);
-    } else {
+    if (o.sensitivity.empty()) {
       SensitivityOptions so;
       so.latency_batch = o.latency_batch;
       table = analyze_sensitivity(s.model.graph, s.quant, s.samples.validation.x, s.samples.validation.labels, so);

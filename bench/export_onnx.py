@@ -16,11 +16,11 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fmnist  # noqa: E402
 from torch_models import MODELS  # noqa: E402
+from torch_fit import fit  # noqa: E402
 
 EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 1
 OUT = os.environ.get("OUT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "infer"))
@@ -37,17 +37,8 @@ parity.numpy().astype("<f4").tofile(f"{OUT}/parity_in.f32")
 for name, cls in MODELS.items():
     torch.manual_seed(0)
     model = cls()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     t0 = time.time()
-    for epoch in range(EPOCHS):
-        model.train()
-        perm = torch.randperm(len(Xtr))
-        for i in range(0, len(Xtr), 128):
-            b = perm[i:i + 128]
-            opt.zero_grad()
-            F.cross_entropy(model(Xtr[b]), ytr[b]).backward()
-            opt.step()
-    model.eval()
+    fit(model, Xtr, ytr, EPOCHS)
     with torch.no_grad():
         acc = float((model(Xte).argmax(1).numpy() == yte).mean())
         ref = model(parity)

@@ -25,12 +25,12 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fmnist  # noqa: E402
 from quant_models import MODELS  # noqa: E402
 from torch_timing import p50_ms  # noqa: E402
+from torch_fit import fit  # noqa: E402
 
 OUT = os.environ.get("OUT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "quant"))
 EPOCHS = int(os.environ.get("EPOCHS", "2"))
@@ -102,18 +102,7 @@ def test_set():
 
 def train(name, xtr, ytr):
     torch.manual_seed(0)
-    model = MODELS[name]()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(EPOCHS):
-        model.train()
-        perm = torch.randperm(len(xtr))
-        for i in range(0, len(xtr), 128):
-            b = perm[i:i + 128]
-            opt.zero_grad()
-            F.cross_entropy(model(xtr[b]), ytr[b]).backward()
-            opt.step()
-    model.eval()
-    return model
+    return fit(MODELS[name](), xtr, ytr, EPOCHS)
 
 
 def prepare(name):

@@ -543,6 +543,35 @@ TEST_F(Cli, QuantizeWritesAModelWithItsPlanAndTable) {
   fs::remove(fs::path(model_).parent_path() / "m.quant.leanai");
 }
 
+// A model that came in through ONNX says nothing of its task or data: the
+// labelled --data decides. One layer computes its input's range per batch.
+TEST_F(Cli, QuantizeAnImportedModelWithOneDynamicLayer) {
+  NEED_FMNIST();
+  ASSERT_EQ(run({"export-onnx", model_, "--out", "m.onnx"}).rc, 0);
+  ASSERT_EQ(run({"import", "m.onnx", "-o", "back.leanai"}).rc, 0);
+  Result r = run({"quantize", "back.leanai", "--data", fm_, "--uniform", "int8", "--dynamic-layers", "fc1",
+                  "--calib-samples", "100", "--val-samples", "200", "--latency-batch", "8", "--threads", "1",
+                  "--out", "q.leanai", "--json"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["plan"].size(), 3u);
+  for (const auto& [layer, precision] : j["plan"].items()) EXPECT_EQ(precision, "int8") << layer;
+  // Uniform int8 keeps the imported model's accuracy to within a point.
+  EXPECT_NEAR(j["table"][2]["test_accuracy"].get<double>(), j["table"][0]["test_accuracy"].get<double>(), 0.01);
+  const json calibration = leanai::load_model((cwd_ / "q.leanai").string()).info["quantization"]["calibration"];
+  EXPECT_EQ(calibration["fc1"], json({{"dynamic", true}}));
+  EXPECT_TRUE(calibration["fc2"].contains("scale")) << calibration.dump();
+
+  const std::vector<std::string> base = {"quantize", "back.leanai", "--data", fm_, "--out", "q2.leanai"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  expect_clean_error(with({"--dynamic-layers", "fc1,conv9"}), {"--dynamic-layers", "no layer 'conv9'", "fc1, fc2, fc3"});
+  expect_clean_error(with({"--dynamic", "--dynamic-layers", "fc1"}), {"--dynamic"});
+}
+
 TEST_F(Cli, QuantizeErrors) {
   expect_clean_error({"quantize", "missing.leanai"}, {"missing.leanai"});
   NEED_FMNIST();

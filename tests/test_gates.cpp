@@ -25,6 +25,7 @@
 #include "leanai/io/model_file.h"
 #include "leanai/nn/model_builder.h"
 #include "leanai/nn/models.h"
+#include "leanai/nn/sparse_training.h"
 #include "leanai/nn/sparsity_schedule.h"
 #include "leanai/nn/trainer.h"
 #include "leanai/runtime/plan.h"
@@ -336,6 +337,28 @@ TEST(GateLayers, WithGatesGatesEveryHiddenActivationOfThePresets) {
     Executor dense_ex(dense);
     EXPECT_LT(active_flops_per_sample(g), 0.6 * dense_ex.flops_per_sample());
   }
+}
+
+TEST(GateLayers, DenseLayersStayUngated) {
+  Graph dense = build_preset("cnn-bn", {1, 28, 28}, 10, 0);
+  Graph g = with_gates(dense, 0.7, 0, {"conv1"});
+  // conv1's 32 channels pass ungated; conv2's 64 and fc1's 256 are gated.
+  ASSERT_EQ(count_op(g, "neuron_gate"), 2);
+  EXPECT_EQ(param_shape(g, "gate1.gates"), (Shape{64}));
+  EXPECT_EQ(param_shape(g, "gate2.gates"), (Shape{256}));
+  EXPECT_EQ(count_op(with_l0_gates(dense, 0, {"conv1", "fc1"}), "l0_gate"), 1);
+  expect_error([&] { with_gates(dense, 0.7, 0, {"conv7"}); }, {"'conv7'", "conv1, conv2, fc1"});
+  expect_error([&] { with_gates(dense, 0.7, 0, {"fc2"}); }, {"'fc2'", "not a hidden layer"});  // the output layer
+
+  // The choice travels with the model's sparsity record, for resuming.
+  SparseTraining sparse{"quantile", 0.7, 100};
+  sparse.dense_layers = {"conv1"};
+  const SparseTraining back = SparseTraining::from_json(json::parse(sparse.to_json().dump()));
+  EXPECT_EQ(back.dense_layers, sparse.dense_layers);
+  EXPECT_EQ(count_op(back.gate(dense, 0), "neuron_gate"), 2);
+  SparseTraining input{"input", 0.7, 0};
+  input.dense_layers = {"fc1"};
+  expect_error([&] { input.gate(dense, 0); }, {"input gates"});
 }
 
 // ---------------------------------------------------------------------------

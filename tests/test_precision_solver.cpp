@@ -57,6 +57,21 @@ TEST(PrecisionSolver, NeverPicksAPrecisionSlowerThanAHigherOne) {
   EXPECT_NE(a[2], Precision::int8);
 }
 
+TEST(PrecisionSolver, ASlowerTimeWithinTheNoiseStillCounts) {
+  auto t = four_layers();  // 1 ms at fp32, 0.5 at bf16, 0.25 at int8 per layer
+  t[1].options[2].latency_ms = 0.52;  // conv2 int8 slower than bf16 by less than the noise
+  t[3].options[2].latency_ms = 0.55;  // fc2 int8 slower by more
+  // The fastest options add up to 0.25 + 0.5 + 0.25 + 0.5 = 1.5 ms: the noise is 2% of it, 0.03 ms.
+  const auto usable = usable_options(t);
+  auto offered = [&](size_t layer, Precision p) {
+    for (const PrecisionCost& c : usable[layer].options)
+      if (c.precision == p) return true;
+    return false;
+  };
+  EXPECT_TRUE(offered(1, Precision::int8));
+  EXPECT_FALSE(offered(3, Precision::int8));
+}
+
 TEST(PrecisionSolver, SizeBudgetIsMetWithTheLeastPredictedDrop) {
   const auto t = four_layers();
   const double fp32 = 4.0 * (300 + 20000 + 400000 + 2500);

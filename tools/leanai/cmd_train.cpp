@@ -54,6 +54,7 @@ struct TrainOptions {
   double sparsity = 0.0;
   std::string gates = "quantile";
   double sparsity_ramp = 0.5;
+  std::vector<std::string> dense_layers;
 };
 
 TrainConfig make_config(const TrainOptions& o, int64_t batches_per_epoch) {
@@ -133,10 +134,12 @@ void run_train(TrainOptions o) {
   TrainConfig config = with_augmentation(make_config(o, batches), de);
   // A resumed run continues the checkpoint's sparsity (its gates are in the model).
   std::optional<SparseTraining> sparse;
+  check(o.dense_layers.empty() || o.sparsity > 0.0, "--dense-layers needs --sparsity: it names layers to leave ungated");
   if (!o.resume.empty() && !resumed.info.value("sparsity", json(nullptr)).is_null()) {
     sparse = SparseTraining::from_json(resumed.info.at("sparsity"));
   } else if (o.resume.empty() && o.sparsity > 0.0) {
     sparse = SparseTraining(o.gates, o.sparsity, static_cast<int64_t>(o.sparsity_ramp * static_cast<double>(config.schedule.total)));
+    sparse->dense_layers.insert(o.dense_layers.begin(), o.dense_layers.end());
     // Gated layers start dense; before_step below brings in the sparsity.
     model = sparse->gate(model, o.seed);
     sparse->configure(config);
@@ -314,6 +317,10 @@ void add_train_command(CLI::App& app) {
                   "share of training over which sparsity (quantile) or the target share of closed gates (l0) ramps up "
                   "(cubic) to --sparsity; input gates are sparse from the start")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str()->group("Dynamic sparsity");
+  cmd->add_option("--dense-layers", opt->dense_layers,
+                  "hidden layers to leave ungated (comma-separated, e.g. conv1: a CNN's stem is cheap, and every later "
+                  "layer reads it); quantile and l0 gates")
+      ->delimiter(',')->group("Dynamic sparsity");
 
   // Data-efficient training (classification).
   DataEfficiencyOptions& de = opt->efficiency;

@@ -5,6 +5,7 @@
 #pragma once
 #include <map>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -19,7 +20,8 @@ struct QuantDataOptions {
   int64_t calib_samples = 1024;
   int64_t val_samples = 5000;
   std::string calibrator = "auto";
-  bool dynamic = false;
+  bool dynamic = false;               // every int8 layer
+  std::vector<std::string> dynamic_layers;  // or only these
   int threads = 0;
   uint64_t seed = 0;
   void add_to(CLI::App& cmd);

@@ -12,6 +12,7 @@ namespace leanai {
 
 json SparseTraining::to_json() const {
   json j = {{"target", target}, {"gates", gates}, {"ramp_steps", ramp_steps}};
+  if (!dense_layers.empty()) j["dense_layers"] = dense_layers;
   if (gates == "l0") j["controller_rate"] = controller_.rate;
   if (gates == "input") {
     j["blocks"] = kInputGateBlocks;
@@ -27,6 +28,7 @@ SparseTraining SparseTraining::from_json(const json& j) {
     s.ramp_steps = j.at("ramp_steps").get<int64_t>();
     s.gates = j.value("gates", std::string("quantile"));
     s.controller_.rate = j.value("controller_rate", s.controller_.rate);
+    s.dense_layers = j.value("dense_layers", std::set<std::string>());
   } catch (const json::exception&) {
     throw Error("the model's sparsity record is incomplete (needs target and ramp_steps); train again from the start");
   }
@@ -35,8 +37,9 @@ SparseTraining SparseTraining::from_json(const json& j) {
 
 Graph SparseTraining::gate(const Graph& model, uint64_t seed) const {
   check(target >= 0.0 && target < 1.0, "sparsity must be in [0, 1), got " + std::to_string(target));
-  if (gates == "quantile") return with_gates(model, 0.0, seed);
-  if (gates == "l0") return with_l0_gates(model, seed);
+  if (gates == "quantile") return with_gates(model, 0.0, seed, dense_layers);
+  if (gates == "l0") return with_l0_gates(model, seed, dense_layers);
+  check(dense_layers.empty() || gates != "input", "dense layers apply to quantile and l0 gates, not input gates");
   if (gates == "input") return with_input_gates(model, target, kInputGateBlocks, seed);
   throw Error("unknown gates '" + gates + "': use quantile, l0 or input");
 }

@@ -30,6 +30,7 @@
 //   trainer.before_step = [&](int64_t step) { sparse.before_step(model, step); };
 #pragma once
 #include <cstdint>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -46,19 +47,21 @@ struct SparseTraining {
   std::string gates = "quantile";  // quantile | l0 | input
   double target = 0.0;             // S, in [0, 1)
   int64_t ramp_steps = 0;          // quantile and l0
+  std::set<std::string> dense_layers;  // quantile and l0: hidden layers left ungated (e.g. a CNN's stem)
 
   SparseTraining() = default;
   SparseTraining(std::string gates_kind, double target_sparsity, int64_t ramp)
       : gates(std::move(gates_kind)), target(target_sparsity), ramp_steps(ramp) {}
 
-  // {"target", "gates", "ramp_steps"} (+ "controller_rate" for l0, "blocks"
-  // and "top_k" for input).
+  // {"target", "gates", "ramp_steps"} (+ "dense_layers" when some,
+  // "controller_rate" for l0, "blocks" and "top_k" for input).
   json to_json() const;
   // Reads to_json's record; a record without "gates" is quantile (older files).
   static SparseTraining from_json(const json& j);
 
   // `model` with this kind of gates, dense at the start. Throws Error for an
-  // unknown kind or a target outside [0, 1).
+  // unknown kind, a target outside [0, 1), or dense_layers that are not
+  // hidden layers of `model` (or given with input gates).
   Graph gate(const Graph& model, uint64_t seed) const;
   // l0: from the run's length (config.schedule.total steps, or ramp_steps
   // when that is 0) and learning rate, how fast log_alpha learns

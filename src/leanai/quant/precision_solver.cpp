@@ -104,6 +104,14 @@ SolverBudget parse_budget(const std::string& text, double fp32_bytes, double fp3
 }
 
 std::vector<LayerCosts> usable_options(const std::vector<LayerCosts>& tables) {
+  // The model's time, as the sum of each layer's fastest option.
+  double model_ms = 0;
+  for (const LayerCosts& l : tables) {
+    double fastest = kInf;
+    for (const PrecisionCost& c : l.options) fastest = std::min(fastest, c.latency_ms);
+    if (std::isfinite(fastest)) model_ms += fastest;
+  }
+  const double noise = kLatencyNoiseShare * model_ms;
   std::vector<LayerCosts> out;
   for (const LayerCosts& l : tables) {
     option(l, Precision::fp32);  // throws when fp32 is missing
@@ -113,7 +121,7 @@ std::vector<LayerCosts> usable_options(const std::vector<LayerCosts>& tables) {
               [](const PrecisionCost& a, const PrecisionCost& b) { return rank(a.precision) < rank(b.precision); });
     double fastest_above = kInf;
     for (const PrecisionCost& c : sorted) {
-      if (c.latency_ms > fastest_above) continue;  // slower than a higher precision: never worth it
+      if (c.latency_ms > fastest_above + noise) continue;  // slower than a higher precision: never worth it
       kept.options.push_back(c);
       fastest_above = std::min(fastest_above, c.latency_ms);
     }

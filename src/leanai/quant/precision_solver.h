@@ -13,7 +13,10 @@
 //   max_size  minimize predicted drop with weight bytes <= budget
 //   max_latency  minimize predicted drop with latency <= budget
 // A precision that measured slower than a higher one of the same layer is
-// never offered (fp32 > bf16 > fp16 > int8 > int4, highest first).
+// never offered (fp32 > bf16 > fp16 > int8 > int4, highest first); slower
+// means by more than kLatencyNoiseShare of the model's time, as a layer's
+// time is a difference of two model timings on a machine that drifts by
+// about that much, and a sign decided by noise would cost the layer int8.
 //
 // Verifying: `evaluate` runs a whole plan on held-out data (a "full
 // evaluation") and returns its true drop, bytes and latency. While the budget
@@ -30,6 +33,8 @@
 #include "leanai/quant/precision.h"
 
 namespace leanai {
+
+constexpr double kLatencyNoiseShare = 0.02;
 
 struct PrecisionCost {
   Precision precision = Precision::fp32;

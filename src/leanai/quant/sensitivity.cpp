@@ -11,6 +11,8 @@
 #include "leanai/quant/fisher.h"
 #include "leanai/quant/plan_eval.h"
 #include "leanai/quant/weight_rounding.h"
+#include "leanai/runtime/benchmark.h"
+#include "leanai/runtime/plan.h"
 
 namespace leanai {
 namespace {
@@ -33,6 +35,14 @@ double fisher_score(const Tensor& fisher, const Tensor& w, Precision p, int bloc
 // layers' times at the base add up to the model's, and region borders (a
 // quantize or dequantize the move adds or removes) are charged to the layer
 // that causes them. Timed alone, a layer would pay both borders every time.
+//
+// A move changes the model's time by a few percent, about what a shared
+// machine drifts between two timings; so each move is timed side by side
+// with the base, kLatencyPairs times in turn, and its change is the median of
+// those pairs' differences. The solver never uses a precision that measured
+// slower than a higher one, so a noisy sign here would cost a whole layer.
+constexpr int kLatencyPairs = 3;
+
 void measure_latency_in_context(const Graph& inf, const std::map<std::string, LayerQuant>& quant,
                                 const SensitivityOptions& options, std::vector<LayerSensitivity>& layers) {
   std::map<std::string, LayerQuant> base;
@@ -40,11 +50,18 @@ void measure_latency_in_context(const Graph& inf, const std::map<std::string, La
     base[l.layer] = quant.at(l.layer);
     base[l.layer].precision = Precision::int8;
   }
-  auto time = [&](const std::map<std::string, LayerQuant>& plan) {
-    return plan_latency_ms(quantize_graph(inf, plan), options.latency_batch, options.latency_seconds);
+  Plan base_plan(quantize_graph(inf, base));
+  const Tensor x = random_model_input(base_plan.graph(), options.latency_batch);
+  auto time = [&](Plan& plan, double seconds) {
+    TimingSettings t;
+    t.warmup_runs = 2;
+    t.min_runs = 3;
+    t.max_seconds = seconds;
+    return time_runs([&] { plan.run(x); }, options.latency_batch, t).p50_ms;
   };
-  const double t_base = time(base);
+  const double t_base = time(base_plan, options.latency_seconds);
   const double share = t_base / static_cast<double>(layers.size());
+  const double each = options.latency_seconds / kLatencyPairs;
   for (LayerSensitivity& l : layers) {
     for (PrecisionMeasure& m : l.at) {
       if (!m.available) continue;
@@ -54,7 +71,14 @@ void measure_latency_in_context(const Graph& inf, const std::map<std::string, La
       }
       std::map<std::string, LayerQuant> moved = base;
       moved[l.layer].precision = m.precision;
-      m.latency_ms = std::max(0.0, time(moved) - t_base + share);
+      Plan moved_plan(quantize_graph(inf, moved));
+      std::vector<double> change;
+      for (int pair = 0; pair < kLatencyPairs; ++pair) {  // which goes first alternates
+        const double a = time(pair % 2 ? moved_plan : base_plan, each), b = time(pair % 2 ? base_plan : moved_plan, each);
+        change.push_back(pair % 2 ? a - b : b - a);
+      }
+      std::nth_element(change.begin(), change.begin() + kLatencyPairs / 2, change.end());
+      m.latency_ms = std::max(0.0, change[kLatencyPairs / 2] + share);
     }
   }
 }

@@ -147,7 +147,10 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
   }
   if (out_q) post.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / out_q->scale, static_cast<float>(out_q->zero_point));
   attr.set_post_ops(post);
-  attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+  // A source zero point makes oneDNN add a compensation pass and rules out
+  // some kernels; s8 and post-ReLU u8 sources have none, so ask only when needed.
+  const bool src_zero_point = (iq.dynamic && iq.dtype == DType::u8) || iq.params.zero_point != 0;
+  if (src_zero_point) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
 
   const dt src_t = int8_type(iq.dtype);
   const LayerPd pd = layer_pd(geo, src_t, dt::s8, dynamic_conv ? md() : bias_desc(geo), out_q ? int8_type(out_q->dtype) : dt::f32, attr);
@@ -193,7 +196,7 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
   if (seven_bit) detail += ", 7-bit weights (no VNNI)";
   auto& s = add_primitive(c, pd.prim, pd.scratch, name_of(n), n.op, detail + post_op_note(n));
   s.args[DNNL_ARG_WEIGHTS] = packed(c, w, plain_weights(geo, dt::s8), pd.weights);
-  s.args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = wrap(md({1}, dt::s32, tag::a), zero_point);
+  if (src_zero_point) s.args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = wrap(md({1}, dt::s32, tag::a), zero_point);
   if (dynamic_conv) {
     s.args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = wrap(md({1, 1, 1, 1}, dt::f32, tag::nchw), dq->scales);
     s.args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1] = wrap(md({1, out_ch, 1, 1}, dt::f32, tag::nchw), b);

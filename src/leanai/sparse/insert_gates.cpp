@@ -36,6 +36,23 @@ bool feeds_layer(const Graph& g, const std::vector<std::vector<int>>& readers, i
 
 bool is_gate(const std::string& op) { return op == "neuron_gate" || op == "l0_gate"; }
 
+// The layer whose neurons the activation `id` passes on: back along input 0
+// through ops that keep channels one to one (batch norm, dropout), to a
+// linear or conv2d; its name is the weight parameter's minus ".weight".
+std::string producing_layer(const Graph& g, int id) {
+  static const std::set<std::string> per_channel = {"relu", "leaky_relu", "gelu", "sigmoid", "tanh", "clip",
+                                                    "batchnorm", "dropout"};
+  for (const Node* n = &g.node(id); !n->inputs.empty(); n = &g.node(n->inputs[0])) {
+    if (n->op == "linear" || n->op == "conv2d") {
+      const Node& w = g.node(n->inputs[1]);
+      if (w.op != "param") return "";
+      return w.name.ends_with(".weight") ? w.name.substr(0, w.name.size() - 7) : w.name;
+    }
+    if (!per_channel.count(n->op)) return "";
+  }
+  return "";
+}
+
 // True when some parameter of `g` is named "<prefix>.<anything>".
 bool prefix_taken(const Graph& g, const std::string& prefix) {
   auto it = g.params().lower_bound(prefix + ".");
@@ -46,8 +63,8 @@ bool prefix_taken(const Graph& g, const std::string& prefix) {
 using MakeGate = std::function<int(Graph& out, const std::string& prefix, int64_t channels, int input, Rng& rng)>;
 
 // A copy of `g` with a gate from `make` after every hidden activation that
-// feeds a layer (see with_gates).
-Graph gate_hidden_activations(const Graph& g, uint64_t seed, const MakeGate& make) {
+// feeds a layer, except those of `dense_layers` (see with_gates).
+Graph gate_hidden_activations(const Graph& g, uint64_t seed, const std::set<std::string>& dense_layers, const MakeGate& make) {
   const auto& nodes = g.nodes();
   std::vector<std::vector<int>> readers(nodes.size());
   for (const Node& n : nodes)
@@ -58,16 +75,29 @@ Graph gate_hidden_activations(const Graph& g, uint64_t seed, const MakeGate& mak
   Graph out;
   std::vector<int> remap(nodes.size(), -1);
   int next_gate = 1;
+  std::set<std::string> hidden, kept;
   for (const Node& n : nodes) {
     remap[n.id] = copy_node(out, g, n, remap);
     if (!is_activation(n.op) || n.id == g.output() || !feeds_layer(g, readers, n.id)) continue;
     const bool already_gated = readers[n.id].size() == 1 && is_gate(nodes[readers[n.id][0]].op);
     const size_t rank = shapes[n.id].size();
     if (already_gated || (rank != 2 && rank != 4)) continue;
+    const std::string layer = producing_layer(g, n.id);
+    if (!layer.empty()) hidden.insert(layer);
+    if (dense_layers.count(layer)) {
+      kept.insert(layer);
+      continue;
+    }
     std::string prefix;
     do prefix = "gate" + std::to_string(next_gate++);
     while (prefix_taken(g, prefix));
     remap[n.id] = make(out, prefix, shapes[n.id][1], remap[n.id], rng);
+  }
+  for (const std::string& name : dense_layers) {
+    if (kept.count(name)) continue;
+    std::string known;
+    for (const std::string& h : hidden) known += (known.empty() ? "" : ", ") + h;
+    throw Error("dense layers (--dense-layers): '" + name + "' is not a hidden layer of this model (its hidden layers: " + known + ")");
   }
   out.set_output(remap[g.output()]);
   out.validate();
@@ -88,9 +118,9 @@ GateParams add_gate_params(Graph& graph, const std::string& prefix, int64_t chan
   return ids;
 }
 
-Graph with_gates(const Graph& g, double sparsity, uint64_t seed) {
+Graph with_gates(const Graph& g, double sparsity, uint64_t seed, const std::set<std::string>& dense_layers) {
   check(sparsity >= 0.0 && sparsity < 1.0, "gate: sparsity must be in [0, 1), got " + std::to_string(sparsity));
-  return gate_hidden_activations(g, seed, [sparsity](Graph& out, const std::string& prefix, int64_t channels, int x, Rng& rng) {
+  return gate_hidden_activations(g, seed, dense_layers, [sparsity](Graph& out, const std::string& prefix, int64_t channels, int x, Rng& rng) {
     const GateParams p = add_gate_params(out, prefix, channels, sparsity, rng);
     return out.add("neuron_gate", {x, p.gates, p.sparsity}, json::object(), prefix);
   });
@@ -109,8 +139,8 @@ L0GateParams add_l0_gate_params(Graph& graph, const std::string& prefix, int64_t
   return ids;
 }
 
-Graph with_l0_gates(const Graph& g, uint64_t seed) {
-  return gate_hidden_activations(g, seed, [](Graph& out, const std::string& prefix, int64_t channels, int x, Rng& rng) {
+Graph with_l0_gates(const Graph& g, uint64_t seed, const std::set<std::string>& dense_layers) {
+  return gate_hidden_activations(g, seed, dense_layers, [](Graph& out, const std::string& prefix, int64_t channels, int x, Rng& rng) {
     const L0GateParams p = add_l0_gate_params(out, prefix, channels, rng);
     return out.add("l0_gate", {x, p.log_alpha, p.l0_weight, p.l0_penalty}, json::object(), prefix);
   });

@@ -6,6 +6,7 @@
 //   Graph sparse = with_gates(build_preset("mlp", {784}, 10, seed), 0.7);
 //   // mlp: fc1 -> relu -> gate1 -> fc2 -> relu -> gate2 -> fc3
 #pragma once
+#include <set>
 #include <string>
 
 #include "leanai/core/rng.h"
@@ -28,7 +29,9 @@ GateParams add_gate_params(Graph& graph, const std::string& prefix, int64_t chan
 // tanh, clip) whose value reaches the input of a linear or conv2d layer,
 // directly or through pooling, dropout and flatten. The model's output layer
 // is never gated. Parameters are shared with `model`, as passes do.
-Graph with_gates(const Graph& model, double sparsity, uint64_t seed = 0);
+// `dense_layers` names hidden layers (weight parameter name minus ".weight",
+// e.g. "conv1") whose outputs stay ungated; an unknown name throws Error.
+Graph with_gates(const Graph& model, double sparsity, uint64_t seed = 0, const std::set<std::string>& dense_layers = {});
 
 // The eval gate an l0_gate starts at: open, so training starts dense and the
 // L0 penalty decides which neurons close.
@@ -47,6 +50,6 @@ L0GateParams add_l0_gate_params(Graph& graph, const std::string& prefix, int64_t
 // As with_gates, with an l0_gate (beta, gamma, zeta at their defaults) in
 // place of each neuron_gate. Sparsity is not a parameter here: it comes from
 // the L0 penalty's weight, which nn/l0_controller.h steers toward a target.
-Graph with_l0_gates(const Graph& model, uint64_t seed = 0);
+Graph with_l0_gates(const Graph& model, uint64_t seed = 0, const std::set<std::string>& dense_layers = {});
 
 }  // namespace leanai

@@ -185,6 +185,47 @@ def measure(rows):
                 r[f"b{b}_ms"] = statistics.median(r["rounds"][b])
 
 
+def speedup(rows, model, slow, fast):
+    """Median over rounds of slow / fast batch-256 latency, each (tool, variant)
+    or a list of them (the fastest of the list in each round)."""
+    def per_round(keys):
+        found = [r for r in rows if r["model"] == model and (r["tool"], r["variant"]) in keys and r.get("rounds", {}).get("256")]
+        return [min(r["rounds"]["256"][i] for r in found) for i in range(min(len(r["rounds"]["256"]) for r in found))] if found else []
+    a = per_round(slow if isinstance(slow, list) else [slow])
+    b = per_round(fast if isinstance(fast, list) else [fast])
+    return statistics.median(x / y for x, y in zip(a, b)) if a and b else None
+
+
+ORT_INT8 = [("onnxruntime", v) for v in ("int8-dynamic", "int8-static", "int8", "mixed")]
+
+
+def targets(rows):
+    """The issue's targets for leanai's mixed plan, per model: accuracy change,
+    size, batch-256 speed against each tool's fp32, and leanai's int8 against
+    ONNX Runtime's fastest int8 (per-round ratios, medians)."""
+    def fmt(v, spec, suffix=""):
+        return "-" if v is None else format(v, spec) + suffix
+    out = ["", "Targets (mixed plan: at most 0.3 pp lost, at most 30% of fp32 size, at least 3x fp32 speed at batch 256; "
+           "leanai int8 at least 2x ONNX Runtime's fastest int8), batch-256 speed-ups as medians of per-round ratios:", "",
+           "| model | mixed vs fp32 (pp) | mixed size | mixed vs leanai fp32 | vs PyTorch fp32 | vs ORT fp32 | "
+           "leanai int8 vs ORT int8 | leanai mixed vs ORT int8 |",
+           "|---|---|---|---|---|---|---|---|"]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        get = lambda tool, variant: next((r for r in rows if r["model"] == model and r["tool"] == tool and r["variant"] == variant), {})
+        fp32, mixed = get("leanai", "fp32"), get("leanai", "mixed")
+        if not mixed.get("accuracy") or not fp32.get("accuracy"):
+            continue
+        dacc = 100 * (mixed["accuracy"] - fp32["accuracy"])
+        size = mixed["size_bytes"] / fp32["size_bytes"]
+        out.append(f"| {model} | {dacc:+.2f} | {100 * size:.1f}% | "
+                   f"{fmt(speedup(rows, model, ('leanai', 'fp32'), ('leanai', 'mixed')), '.2f', 'x')} | "
+                   f"{fmt(speedup(rows, model, ('pytorch', 'fp32'), ('leanai', 'mixed')), '.2f', 'x')} | "
+                   f"{fmt(speedup(rows, model, ('onnxruntime', 'fp32'), ('leanai', 'mixed')), '.2f', 'x')} | "
+                   f"{fmt(speedup(rows, model, ORT_INT8, ('leanai', 'int8')), '.2f', 'x')} | "
+                   f"{fmt(speedup(rows, model, ORT_INT8, ('leanai', 'mixed')), '.2f', 'x')} |")
+    return out
+
+
 def report(rows, settings):
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
@@ -208,6 +249,7 @@ def report(rows, settings):
             lines.append(f"| {model} | {r['tool']} | {r['variant']} | {fmt(size and size / 1024, '.1f')} | "
                          f"{fmt(ratio, '.2f')} | {fmt(acc and 100 * acc, '.2f')} | {fmt(dacc, '+.2f')} | "
                          f"{fmt(r.get('b1_ms'), '.4f')} | {fmt(r.get('b256_ms'), '.3f')} | {fmt(speed, '.2f')} | {note} |")
+    lines += targets(rows)
     table = "\n".join(lines) + "\n"
     with open(os.path.join(OUT, "quant_table.md"), "w") as f:
         f.write(table)

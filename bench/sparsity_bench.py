@@ -11,7 +11,9 @@ number was seen):
                  from Debian's r-cran-mlbench), `mlp`, Adam 1e-3, 40 epochs
 Arms per task: dense; quantile gates at sparsity 0.5 and 0.7 (`--sparsity S`,
 ramped over the first half of training); L0 gates and input-conditional
-block gates at 0.7 (`--gates l0|input`). MoE arms: the `mlp-moe` preset (fc256,
+block gates at 0.7 (`--gates l0|input`); on cnn-bn also conv2-0.5 and
+conv2-0.75, quantile gates on conv2 alone (`--dense-layers conv1,fc1`,
+chosen on a validation split after the first run). MoE arms: the `mlp-moe` preset (fc256,
 16 experts 256-64-256 with 2 routed + 1 shared, fc) against `moe-dense`, the
 same net with one dense 256-200-256 block in place of the MoE: equal
 multiply-adds per sample (router 16x256 + 3 expert MLPs = 2x256x200).
@@ -50,6 +52,11 @@ ARMS = {
     "quantile-0.7": ["--sparsity", "0.7"],
     "l0-0.7": ["--sparsity", "0.7", "--gates", "l0"],
     "input-0.7": ["--sparsity", "0.7", "--gates", "input"],
+    # cnn-bn, gating only conv2, which holds most of its FLOPs: 32 or 16 of its
+    # 64 channels kept (multiples of 16, oneDNN's channel block); conv1 and fc1
+    # stay dense (chosen on a validation split: see docs/benchmarks.md).
+    "conv2-0.5": ["--sparsity", "0.5", "--dense-layers", "conv1,fc1"],
+    "conv2-0.75": ["--sparsity", "0.75", "--dense-layers", "conv1,fc1"],
     "mlp-moe": ["--model", "mlp-moe"],
     "moe-dense": ["--model", os.path.join(OUT, "moe-dense.json")],
 }
@@ -58,7 +65,7 @@ ARMS = {
 # The MoE comparison is on the flat-input tasks.
 TASK_ARMS = {
     "fmnist-mlp": list(ARMS),
-    "fmnist-cnn-bn": ["dense", "quantile-0.5", "quantile-0.7", "l0-0.7"],
+    "fmnist-cnn-bn": ["dense", "quantile-0.5", "quantile-0.7", "l0-0.7", "conv2-0.5", "conv2-0.75"],
     "letter-mlp": list(ARMS),
 }
 MOE_DENSE_SPEC = {"layers": [{"type": "flatten"}, {"type": "linear", "out": 256}, {"type": "relu"},

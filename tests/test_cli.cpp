@@ -901,6 +901,9 @@ TEST_F(Cli, SparseTrainingCompactsToFewerFlops) {
   EXPECT_LT(active, dense / 3.0) << "dense " << dense << " active " << active;
   expect_clean_error({"train", "--data", fm_, "--epochs", "1", "--sparsity", "1.5"}, {"--sparsity"});
   expect_clean_error({"train", "--data", fm_, "--epochs", "1", "--sparsity", "0.5", "--gates", "magic"}, {"--gates"});
+  expect_clean_error({"train", "--data", fm_, "--epochs", "1", "--dense-layers", "fc1"}, {"--dense-layers", "--sparsity"});
+  expect_clean_error({"train", "--data", fm_, "--epochs", "1", "--sparsity", "0.5", "--dense-layers", "fc9", "--out", "x.leanai"},
+                     {"--dense-layers", "'fc9'", "conv1, conv2, fc1"});
 }
 
 // --gates l0: hard-concrete gates, their penalty weight steered to close 70%

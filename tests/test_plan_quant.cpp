@@ -174,6 +174,47 @@ TEST(PlanQuant, MixedPrecisionPerLayer) {
   }
 }
 
+// A block whose shortcut is read again after its add: the add fused into
+// conv2 must copy the shortcut into conv2's destination, and the copy must
+// run before conv2 does (it once ran after, in int8 and bf16 layers).
+Graph shortcut_read_twice() {
+  Graph g;
+  NetBuilder b(g, 7);
+  const int x = g.add_input("input", {3, 12, 12});
+  const int s = g.add("relu", {b.conv("stem", x, 3, 8, 3, 1, true)});
+  const int y = b.block("layer1", s, 8, 8, 1);
+  const int side = b.conv("side", s, 8, 8, 1, 1, false);  // lowered after layer1's add
+  const int both = g.add("add", {g.add("global_avgpool", {y}), g.add("global_avgpool", {side})});
+  const int w = b.param("fc.weight", {5, 8}, 0.25f), bias = b.param("fc.bias", {5}, 0.1f);
+  g.set_output(g.add("linear", {g.add("flatten", {both}), w, bias}, {}, "fc"));
+  return g;
+}
+
+TEST(PlanQuant, EveryMixOfPrecisionsAroundResidualAdds) {
+  // Region borders in every place a plan can put them: next to residual adds
+  // (fused into a conv), between int8, bf16, fp16 and fp32 layers.
+  const double tolerance = std::max(int8_tolerance(), runtime::cpu_has_bf16() ? 0.02 : 3e-2);
+  const Precision choices[] = {Precision::fp32, Precision::bf16, Precision::fp16, Precision::int8};
+  Rng rng(11);
+  for (const Graph& net : {shortcut_read_twice(), residual_net()}) {
+    const Graph g = optimize_for_inference(net);
+    const auto calibrated = calibrate_layers(g, random_tensor({32, 3, 12, 12}, 3), Precision::int8);
+    for (int trial = 0; trial < 16; ++trial) {
+      std::map<std::string, LayerQuant> layers;
+      std::string plan;
+      for (const auto& [name, lq] : calibrated) {
+        LayerQuant q = lq;
+        // First every layer at int8, then at bf16; then random mixes.
+        q.precision = trial == 0 ? Precision::int8 : trial == 1 ? Precision::bf16 : choices[rng.below(4)];
+        plan += name + "=" + precision_name(q.precision) + " ";
+        if (q.precision != Precision::fp32) layers[name] = q;
+      }
+      SCOPED_TRACE(plan);
+      EXPECT_LT(plan_vs_reference(quantize_graph(g, layers), random_tensor({5, 3, 12, 12}, 4)), tolerance);
+    }
+  }
+}
+
 TEST(PlanQuant, SaturatingProductsStayCorrect) {
   // u8 values near 255 times weights near 127: each vpmaddubsw pair sum
   // (2 * 255 * 127) overflows 16 bits on CPUs without VNNI.

@@ -41,6 +41,7 @@ bool lower_bf16_layer(LoweringContext& c, const Node& n) {
   const bool bf16_out = adds.empty() && bf16_region(c.graph(), n.id);
   const LayerPd pd = layer_pd(geo, dt::bf16, dt::bf16, own == 3 ? bias_desc(geo) : md(), bf16_out ? dt::bf16 : dt::f32, attr);
   x = c.as_layout(x, pd.src, name_of(n));  // where x is f32, the rounding to bf16 happens in this reorder
+  const int out = layer_destination(c, n, adds, pd.dst, geo.y);
   auto& s = add_primitive(c, pd.prim, pd.scratch, name_of(n), n.op,
                           pd.impl + (bf16_out ? ", bf16 -> bf16" : ", bf16 -> f32") + post_op_note(n));
   s.args[DNNL_ARG_WEIGHTS] = packed(c, w, plain_weights(geo, dt::bf16), pd.weights);
@@ -49,7 +50,7 @@ bool lower_bf16_layer(LoweringContext& c, const Node& n) {
     s.args[DNNL_ARG_BIAS] = wrap(bias_desc(geo), b);
     c.count_weight_bytes(static_cast<int64_t>(b.nbytes()));
   }
-  finish_layer(c, n, s, x, adds, pd, geo.y);
+  finish_layer(c, n, s, x, out, !adds.empty());
   return true;
 }
 

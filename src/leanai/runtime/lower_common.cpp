@@ -130,13 +130,14 @@ std::vector<int> add_operands(LoweringContext& c, const Node& n, size_t own) {
   return adds;
 }
 
-// Binds the layer's destination (an in-place sum when it has a fused add) and its source.
-void finish_layer(LoweringContext& c, const Node& n, PrimitiveStep& s, int x, const std::vector<int>& adds, const LayerPd& pd,
-                  const Shape& y) {
-  const int out = adds.empty() ? new_value(c, y, pd.dst) : c.sum_destination(n, adds[0], pd.dst);
+int layer_destination(LoweringContext& c, const Node& n, const std::vector<int>& adds, const md& dst, const Shape& y) {
+  return adds.empty() ? new_value(c, y, dst) : c.sum_destination(n, adds[0], dst);
+}
+
+void finish_layer(LoweringContext& c, const Node& n, PrimitiveStep& s, int x, int out, bool fused_add) {
   s.value_args = {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}};
   s.reads = {x};
-  if (!adds.empty()) s.reads.push_back(out);
+  if (fused_add) s.reads.push_back(out);
   s.writes = {out};
   c.set_node_value(n.id, out);
 }

@@ -52,8 +52,11 @@ std::string post_op_note(const Node& n);
 dnnl::memory packed(LoweringContext& c, const Tensor& w, const md& plain, const md& want);
 // The operands of the node's fused adds, as f32 values.
 std::vector<int> add_operands(LoweringContext& c, const Node& n, size_t own);
-// Binds the layer's destination (an in-place sum when it has a fused add) and its source.
-void finish_layer(LoweringContext& c, const Node& n, PrimitiveStep& s, int x, const std::vector<int>& adds, const LayerPd& pd,
-                  const Shape& y);
+// The layer's destination: a new value, or with a fused add the operand's
+// storage (in place) or a copy of it. Call it before adding the layer's step:
+// the copy must run first.
+int layer_destination(LoweringContext& c, const Node& n, const std::vector<int>& adds, const md& dst, const Shape& y);
+// Binds the layer's source and destination (from layer_destination).
+void finish_layer(LoweringContext& c, const Node& n, PrimitiveStep& s, int x, int out, bool fused_add);
 
 }  // namespace leanai::runtime::lower

@@ -194,6 +194,7 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
   std::string detail = pd.impl + ", " + type_name(src_t) + " -> " + (out_q ? std::string(type_name(int8_type(out_q->dtype))) + " (requantized)" : "f32");
   if (iq.dynamic) detail += ", dynamic";
   if (seven_bit) detail += ", 7-bit weights (no VNNI)";
+  const int out = layer_destination(c, n, adds, pd.dst, geo.y);
   auto& s = add_primitive(c, pd.prim, pd.scratch, name_of(n), n.op, detail + post_op_note(n));
   s.args[DNNL_ARG_WEIGHTS] = packed(c, w, plain_weights(geo, dt::s8), pd.weights);
   if (src_zero_point) s.args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = wrap(md({1}, dt::s32, tag::a), zero_point);
@@ -213,7 +214,7 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
     s.args[DNNL_ARG_BIAS] = wrap(bias_desc(geo), scaled);
   }
   c.count_weight_bytes(static_cast<int64_t>(b.nbytes() + ws.nbytes()));
-  finish_layer(c, n, s, x, adds, pd, geo.y);
+  finish_layer(c, n, s, x, out, !adds.empty());
   if (out_q) val(c, c.node_value(n.id)).quant = *out_q;
   return true;
 }

@@ -4,9 +4,9 @@ CNNBN, the twin of leanai's `cnn-bn` preset (src/leanai/nn/models.cpp):
 conv32-BN-ReLU-pool, conv64-BN-ReLU-pool (3x3, padding 1, no conv bias),
 fc256 (no bias)-BN-ReLU-dropout 0.3, fc10.
 
-leanai has no ResNet-style preset (its JSON specs are layer lists with no
-residual adds), so every tool runs the same PyTorch-trained weights: leanai
-imports the ONNX file PyTorch exports.
+Every tool runs the same PyTorch-trained weights (leanai imports the ONNX
+file PyTorch exports), so differences come from quantization alone; leanai's
+own `resnet` preset (ResNet-8) has another shape.
 """
 import torch.nn as nn
 import torch.nn.functional as F

@@ -42,6 +42,18 @@ TEST(Plan, MatchesTheExecutorOnResidualNet) {
   for (int64_t batch : {1, 5}) EXPECT_LT(plan_vs_executor(residual_net(), random_tensor({batch, 3, 12, 12}, batch)), kTolerance);
 }
 
+TEST(Plan, CompilesAConvFollowedByTwoAdds) {
+  // relu(conv(s) + s) + s: the compiled layers fuse one residual add each; the
+  // second stays an add of its own.
+  Graph g;
+  NetBuilder b(g, 5);
+  const int x = g.add_input("input", {3, 12, 12});
+  const int s = g.add("relu", {b.conv("stem", x, 3, 8, 3, 1, true)});
+  const int y = g.add("relu", {g.add("add", {b.conv("conv", s, 8, 8, 3, 1, true), s})});
+  g.set_output(g.add("add", {y, s}));
+  for (int64_t batch : {1, 4}) EXPECT_LT(plan_vs_executor(g, random_tensor({batch, 3, 12, 12}, batch)), kTolerance);
+}
+
 TEST(Plan, MatchesTheExecutorOnActivationMlp) {
   for (int64_t batch : {1, 9}) EXPECT_LT(plan_vs_executor(activation_mlp(), random_tensor({batch, 20}, batch)), kTolerance);
 }

@@ -9,7 +9,9 @@
 namespace leanai {
 namespace {
 
-constexpr int kMaxFusedAdds = 2;  // what conv2d and linear accept (see their registration)
+// conv2d and linear accept two (see their registration); the compiled runtime
+// fuses one, so a second add stays an op of its own.
+constexpr int kMaxFusedAdds = 1;
 
 struct Chain {
   int layer = -1;

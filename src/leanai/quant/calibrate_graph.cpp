@@ -5,6 +5,7 @@
 
 #include "leanai/core/error.h"
 #include "leanai/graph/executor.h"
+#include "leanai/graph/layer_name.h"
 #include "leanai/graph/op.h"
 
 namespace leanai {
@@ -18,10 +19,11 @@ struct Layer {
   std::vector<double> mse;  // per candidate, summed over eval batches
 };
 
-std::string layer_name(const Graph& g, const Node& n) {
+// graph/layer_name.h's name; a layer whose weight is computed is named by its node.
+std::string calibrated_layer_name(const Graph& g, const Node& n) {
   const Node& w = g.node(n.inputs[1]);
   if (w.op != "param") return n.name.empty() ? n.op + "_" + std::to_string(n.id) : n.name;
-  return w.name.ends_with(".weight") ? w.name.substr(0, w.name.size() - 7) : w.name;
+  return layer_name_of_weight(w.name);
 }
 
 Tensor fake_quantize(const Tensor& x, const QuantParams& p) {
@@ -80,7 +82,7 @@ std::vector<LayerCalibration> calibrate_graph(const Graph& graph, const std::vec
   std::vector<Layer> layers;
   for (const Node& n : g.nodes())
     if ((n.op == "conv2d" || n.op == "linear") && n.inputs.size() >= 2)
-      layers.push_back({&n, layer_name(g, n), ActivationHistogram(options.bins), {}, {}});
+      layers.push_back({&n, calibrated_layer_name(g, n), ActivationHistogram(options.bins), {}, {}});
   if (layers.empty()) return {};
 
   for (const Tensor& batch : batches) {

@@ -148,12 +148,6 @@ class Quantizer {
 
 }  // namespace
 
-std::string layer_name(const Graph& g, const Node& n) {
-  if ((n.op != "linear" && n.op != "conv2d") || n.inputs.size() < 2 || g.node(n.inputs[1]).op != "param") return "";
-  const std::string& w = g.node(n.inputs[1]).name;
-  return w.ends_with(".weight") ? w.substr(0, w.size() - 7) : w;
-}
-
 Graph quantize_graph(const Graph& g, const std::map<std::string, LayerQuant>& layers) {
   return Quantizer(g, layers).run();
 }

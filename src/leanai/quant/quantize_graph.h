@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "leanai/graph/graph.h"
+#include "leanai/graph/layer_name.h"
 #include "leanai/quant/precision.h"
 #include "leanai/quant/quant_params.h"
 
@@ -40,8 +41,5 @@ struct LayerQuant {
 };
 
 Graph quantize_graph(const Graph& g, const std::map<std::string, LayerQuant>& layers);
-
-// The layer name of a linear / conv2d node with a parameter weight, else "".
-std::string layer_name(const Graph& g, const Node& n);
 
 }  // namespace leanai

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "leanai/core/error.h"
+#include "leanai/graph/layer_name.h"
 #include "leanai/graph/passes/graph_rewrite.h"
 #include "leanai/graph/shape_inference.h"
 #include "leanai/sparse/hard_concrete.h"
@@ -38,16 +39,12 @@ bool is_gate(const std::string& op) { return op == "neuron_gate" || op == "l0_ga
 
 // The layer whose neurons the activation `id` passes on: back along input 0
 // through ops that keep channels one to one (batch norm, dropout), to a
-// linear or conv2d; its name is the weight parameter's minus ".weight".
+// linear or conv2d (named as graph/layer_name.h says).
 std::string producing_layer(const Graph& g, int id) {
   static const std::set<std::string> per_channel = {"relu", "leaky_relu", "gelu", "sigmoid", "tanh", "clip",
                                                     "batchnorm", "dropout"};
   for (const Node* n = &g.node(id); !n->inputs.empty(); n = &g.node(n->inputs[0])) {
-    if (n->op == "linear" || n->op == "conv2d") {
-      const Node& w = g.node(n->inputs[1]);
-      if (w.op != "param") return "";
-      return w.name.ends_with(".weight") ? w.name.substr(0, w.name.size() - 7) : w.name;
-    }
+    if (n->op == "linear" || n->op == "conv2d") return layer_name(g, *n);
     if (!per_channel.count(n->op)) return "";
   }
   return "";

@@ -3,6 +3,7 @@
 // one oneDNN convolution / matmul primitive descriptor for any element types.
 #pragma once
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,5 +59,10 @@ std::vector<int> add_operands(LoweringContext& c, const Node& n, size_t own);
 int layer_destination(LoweringContext& c, const Node& n, const std::vector<int>& adds, const md& dst, const Shape& y);
 // Binds the layer's source and destination (from layer_destination).
 void finish_layer(LoweringContext& c, const Node& n, PrimitiveStep& s, int x, int out, bool fused_add);
+
+// A static qconv2d with 1-2 input channels, an f32 source and at most a ReLU,
+// on leanai's own VNNI kernel (lower_small_conv.cpp); false where it does not
+// apply or would not pay. out_q: the region's params, or f32 output.
+bool lower_small_int8_conv(LoweringContext& c, const Node& n, const std::optional<QuantParams>& out_q);
 
 }  // namespace leanai::runtime::lower

@@ -115,6 +115,7 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
   const std::vector<int> adds = add_operands(c, n, own);
   // Requantized output for an int8 region (not with a fused add: sum reads the f32 operand).
   const std::optional<QuantParams> out_q = adds.empty() ? region_params(c.graph(), n.id) : std::nullopt;
+  if (conv && adds.empty() && lower_small_int8_conv(c, n, out_q)) return true;
   std::vector<md> add_descs;
   for (int v : adds) add_descs.push_back(val(c, v).desc);
 

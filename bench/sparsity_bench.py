@@ -13,7 +13,9 @@ Arms per task: dense; quantile gates at sparsity 0.5 and 0.7 (`--sparsity S`,
 ramped over the first half of training); L0 gates and input-conditional
 block gates at 0.7 (`--gates l0|input`); on cnn-bn also conv2-0.5 and
 conv2-0.75, quantile gates on conv2 alone (`--dense-layers conv1,fc1`,
-chosen on a validation split after the first run). MoE arms: the `mlp-moe` preset (fc256,
+chosen on a validation split after the first run), and conv12-0.5: conv1 and
+conv2 at 0.5 with fc1 dense and the ramp over the first quarter (chosen on a
+validation split after the second run). MoE arms: the `mlp-moe` preset (fc256,
 16 experts 256-64-256 with 2 routed + 1 shared, fc) against `moe-dense`, the
 same net with one dense 256-200-256 block in place of the MoE: equal
 multiply-adds per sample (router 16x256 + 3 expert MLPs = 2x256x200).
@@ -57,6 +59,10 @@ ARMS = {
     # stay dense (chosen on a validation split: see docs/benchmarks.md).
     "conv2-0.5": ["--sparsity", "0.5", "--dense-layers", "conv1,fc1"],
     "conv2-0.75": ["--sparsity", "0.75", "--dense-layers", "conv1,fc1"],
+    # cnn-bn, conv1 and conv2 at half width (16 and 32 channels): conv2's cost
+    # is its input channels times its outputs, so this cuts its FLOPs as much
+    # as conv2-0.75 does while each layer keeps half its channels.
+    "conv12-0.5": ["--sparsity", "0.5", "--dense-layers", "fc1", "--sparsity-ramp", "0.25"],
     "mlp-moe": ["--model", "mlp-moe"],
     "moe-dense": ["--model", os.path.join(OUT, "moe-dense.json")],
 }
@@ -65,7 +71,7 @@ ARMS = {
 # The MoE comparison is on the flat-input tasks.
 TASK_ARMS = {
     "fmnist-mlp": list(ARMS),
-    "fmnist-cnn-bn": ["dense", "quantile-0.5", "quantile-0.7", "l0-0.7", "conv2-0.5", "conv2-0.75"],
+    "fmnist-cnn-bn": ["dense", "quantile-0.5", "quantile-0.7", "l0-0.7", "conv2-0.5", "conv2-0.75", "conv12-0.5"],
     "letter-mlp": list(ARMS),
 }
 MOE_DENSE_SPEC = {"layers": [{"type": "flatten"}, {"type": "linear", "out": 256}, {"type": "relu"},

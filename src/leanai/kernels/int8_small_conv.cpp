@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "leanai/core/error.h"
 
@@ -25,6 +26,8 @@ constexpr int kPixels = 4;          // output columns computed together
 constexpr int64_t kMaxGroupsAtOnce = 4;  // 4 groups x 4 pixels = 16 accumulators
 
 int64_t dots_per_row(int64_t kw) { return (kw + 3) / 4; }
+
+enum class Out { f32, u8, s8 };
 
 // Everything one sample's loops read, as plain values (copied into locals by
 // the loops: stores through the output pointer could alias a struct's fields).
@@ -40,8 +43,12 @@ struct SampleArgs {
   int64_t in_c, in_h, in_w, pad_h, pad_w, stride_h, stride_w;
   int64_t out_c, out_h, out_w, groups, dots, row_stride, plane_bytes;
   DType in_type;
-  bool int8_out, u8_out, relu;
-  float out_zero;  // the output's zero point (int8 outputs)
+  Out out;
+  // The epilogue's lower bound, folding ReLU and the unsigned bound into one
+  // max: mul and add already divide by the output scale and add its zero
+  // point, so ReLU (a max with 0 before requantizing) is a max with the zero
+  // point; u8 also needs >= 0, s8 >= -128 (both then saturate from above).
+  float floor;
   float in_scale, in_zero;
   uint8_t pad_value;
 };
@@ -71,74 +78,92 @@ LEANAI_VNNI_TARGET void quantize_into_buffer(const SampleArgs& a) {
 }
 
 // G groups of 16 channels for P output columns starting at ox, output row oy:
-// out = acc * mul + add, then ReLU, then f32 or saturated int8.
-template <int G, int P>
+// out = max(acc * mul + add, floor), stored as f32 or saturated int8.
+template <int G, int P, Out K>
 LEANAI_VNNI_TARGET void conv_block(const SampleArgs& a, int64_t g0, int64_t oy, int64_t ox) {
   const int64_t dots = a.dots, stride_w = a.stride_w, out_c = a.out_c;
   const uint8_t* corner = a.buf + oy * a.stride_h * a.row_stride + ox * stride_w;
   const int32_t* w = a.packed + g0 * dots * kLanes;
   __m512i acc[G][P];
+#pragma GCC unroll 4
   for (int g = 0; g < G; ++g) {
     const __m512i start = _mm512_loadu_si512(a.acc0 + (g0 + g) * kLanes);
+#pragma GCC unroll 4
     for (int p = 0; p < P; ++p) acc[g][p] = start;
   }
   for (int64_t d = 0; d < dots; ++d) {
     const uint8_t* at = corner + a.dot_offset[d];
     __m512i x[P];
+#pragma GCC unroll 4
     for (int p = 0; p < P; ++p) {
       int32_t four;
       std::memcpy(&four, at + p * stride_w, 4);
       x[p] = _mm512_set1_epi32(four);
     }
+#pragma GCC unroll 4
     for (int g = 0; g < G; ++g) {
       const __m512i wv = _mm512_loadu_si512(w + (g * dots + d) * kLanes);
+#pragma GCC unroll 4
       for (int p = 0; p < P; ++p) acc[g][p] = _mm512_dpbusd_epi32(acc[g][p], x[p], wv);
     }
   }
-  const bool relu = a.relu, int8_out = a.int8_out, u8_out = a.u8_out;
-  const __m512 floor = _mm512_set1_ps(int8_out ? a.out_zero : 0.0f);
+  const __m512 floor = _mm512_set1_ps(a.floor);
   const int64_t pixel0 = oy * a.out_w + ox;
+#pragma GCC unroll 4
   for (int g = 0; g < G; ++g) {
     const int64_t c0 = (g0 + g) * kLanes, left = out_c - c0;
-    const __mmask16 m = static_cast<__mmask16>(left >= kLanes ? 0xFFFF : (1u << left) - 1);
+    const bool whole = left >= kLanes;
+    const __mmask16 m = static_cast<__mmask16>(whole ? 0xFFFF : (1u << left) - 1);
     const __m512 mul = _mm512_loadu_ps(a.mul + c0), add = _mm512_loadu_ps(a.add + c0);
+#pragma GCC unroll 4
     for (int p = 0; p < P; ++p) {
-      __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[g][p]), mul, add);
-      // For int8 outputs mul and add already divide by the output scale and add
-      // its zero point, so ReLU (max with 0 before requantizing) is a max with it.
-      if (relu) v = _mm512_max_ps(v, floor);
+      const __m512 v = _mm512_max_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[g][p]), mul, add), floor);
       const int64_t at = (pixel0 + p) * out_c + c0;
-      if (!int8_out) {
+      if constexpr (K == Out::f32) {
         _mm512_mask_storeu_ps(static_cast<float*>(a.y) + at, m, v);
-      } else if (u8_out) {
-        const __m512i q = _mm512_max_epi32(_mm512_cvtps_epi32(v), _mm512_setzero_si512());  // round to nearest even
-        _mm_mask_storeu_epi8(static_cast<uint8_t*>(a.y) + at, m, _mm512_cvtusepi32_epi8(q));
       } else {
-        _mm_mask_storeu_epi8(static_cast<uint8_t*>(a.y) + at, m, _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v)));
+        // Round to nearest even (as nearbyint), then saturate to bytes.
+        const __m512i q = _mm512_cvtps_epi32(v);
+        const __m128i bytes = K == Out::u8 ? _mm512_cvtusepi32_epi8(q) : _mm512_cvtsepi32_epi8(q);
+        uint8_t* dst = static_cast<uint8_t*>(a.y) + at;
+        if (whole) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), bytes);
+        } else {
+          _mm_mask_storeu_epi8(dst, m, bytes);
+        }
       }
     }
   }
 }
 
-template <int G>
+template <int G, Out K>
 LEANAI_VNNI_TARGET void conv_groups(const SampleArgs& a, int64_t g0) {
   const int64_t oh = a.out_h, ow = a.out_w;
   for (int64_t oy = 0; oy < oh; ++oy) {
     int64_t ox = 0;
-    for (; ox + kPixels <= ow; ox += kPixels) conv_block<G, kPixels>(a, g0, oy, ox);
-    for (; ox < ow; ++ox) conv_block<G, 1>(a, g0, oy, ox);
+    for (; ox + kPixels <= ow; ox += kPixels) conv_block<G, kPixels, K>(a, g0, oy, ox);
+    for (; ox < ow; ++ox) conv_block<G, 1, K>(a, g0, oy, ox);
+  }
+}
+
+template <Out K>
+LEANAI_VNNI_TARGET void conv_all_groups(const SampleArgs& a) {
+  for (int64_t g0 = 0; g0 < a.groups; g0 += kMaxGroupsAtOnce) {
+    switch (std::min(kMaxGroupsAtOnce, a.groups - g0)) {
+      case 1: conv_groups<1, K>(a, g0); break;
+      case 2: conv_groups<2, K>(a, g0); break;
+      case 3: conv_groups<3, K>(a, g0); break;
+      default: conv_groups<4, K>(a, g0); break;
+    }
   }
 }
 
 LEANAI_VNNI_TARGET void run_sample_vnni(const SampleArgs& a) {
   quantize_into_buffer(a);
-  for (int64_t g0 = 0; g0 < a.groups; g0 += kMaxGroupsAtOnce) {
-    switch (std::min(kMaxGroupsAtOnce, a.groups - g0)) {
-      case 1: conv_groups<1>(a, g0); break;
-      case 2: conv_groups<2>(a, g0); break;
-      case 3: conv_groups<3>(a, g0); break;
-      default: conv_groups<4>(a, g0); break;
-    }
+  switch (a.out) {
+    case Out::f32: return conv_all_groups<Out::f32>(a);
+    case Out::u8: return conv_all_groups<Out::u8>(a);
+    case Out::s8: return conv_all_groups<Out::s8>(a);
   }
 }
 
@@ -217,10 +242,11 @@ void Int8SmallConv::run_sample(const float* x, uint8_t* pad_buf, void* y) const 
   a.out_c = s.out_c, a.out_h = s.out_h(), a.out_w = s.out_w();
   a.groups = groups_, a.dots = dots_, a.row_stride = row_stride_, a.plane_bytes = plane_bytes_;
   a.in_type = s.input.dtype;
-  a.int8_out = s.output.has_value();
-  a.u8_out = s.output && s.output->dtype == DType::u8;
-  a.relu = s.relu;
-  a.out_zero = s.output ? static_cast<float>(s.output->zero_point) : 0.0f;
+  a.out = !s.output ? Out::f32 : s.output->dtype == DType::u8 ? Out::u8 : Out::s8;
+  const float none = -std::numeric_limits<float>::infinity();
+  const float relu_floor = s.output ? static_cast<float>(s.output->zero_point) : 0.0f;
+  const float type_floor = a.out == Out::u8 ? 0.0f : a.out == Out::s8 ? -128.0f : none;
+  a.floor = s.relu ? std::max(relu_floor, type_floor) : type_floor;
   a.in_scale = s.input.scale, a.in_zero = static_cast<float>(s.input.zero_point);
   a.pad_value = pad_value_;
   run_sample_vnni(a);

@@ -146,6 +146,35 @@ TEST(PrecisionSolver, ACandidateThatMeasuresBetterWins) {
   EXPECT_EQ(raised.assignment[2], Precision::bf16);
 }
 
+TEST(PrecisionSolver, PlansWithinTheTimingNoiseGoToTheSmaller) {
+  const auto t = four_layers();
+  // The knapsack's plan for 0.3 points: fc1 (2.5 points at int8) in bf16, the rest int8.
+  const Assignment knapsack = {Precision::int8, Precision::int8, Precision::bf16, Precision::int8};
+  // A candidate that differs only in the small fc2 (bf16: 2.5 KB more) and
+  // measures `ratio` times the knapsack plan's time; nothing is lost on the held-out data.
+  const Assignment bigger = {Precision::int8, Precision::int8, Precision::bf16, Precision::bf16};
+  auto run = [&](double ratio) {
+    double first_ms = 0;
+    auto evaluate = [&](const Assignment& a) {
+      PlanMeasure m = additive(t, a);
+      m.drop = 0;
+      if (first_ms == 0) first_ms = m.latency_ms;
+      if (a == bigger) m.latency_ms = first_ms * ratio;
+      return m;
+    };
+    SolverOptions o;
+    o.candidates = {bigger};
+    const SolvedPlan plan = solve_precisions(t, {BudgetKind::max_drop, 0.3}, evaluate, o);
+    EXPECT_EQ(plan.evaluations, 2);
+    return plan.assignment;
+  };
+  // 1% faster is within the noise: the smaller plan stays (the raw objective,
+  // time + size / 2 as shares of fp32, would have taken the bigger one).
+  EXPECT_EQ(run(0.99), knapsack);
+  // 10% faster is real: the bigger plan wins.
+  EXPECT_EQ(run(0.90), bigger);
+}
+
 TEST(PrecisionSolver, ParsesTargets) {
   const double bytes = 1e6, ms = 10;
   SolverBudget b = parse_budget("max-drop=0.3%", bytes, ms);

@@ -197,6 +197,18 @@ SolvedPlan solve_precisions(const std::vector<LayerCosts>& all, const SolverBudg
   SolvedPlan best;
   double best_score = kInf;
   std::vector<Assignment> seen;
+  // Whether a measured plan beats the best so far. For a max-drop target, two
+  // plans within the budget whose measured times differ by less than the
+  // machine's noise are equally fast: the smaller wins, then the more accurate
+  // (timing noise alone decided between them before).
+  auto beats = [&](const PlanMeasure& m, bool ok, double score) {
+    if (budget.kind == BudgetKind::max_drop && ok && best.met_budget &&
+        std::fabs(m.latency_ms - best.measured.latency_ms) <= kLatencyNoiseShare * best.measured.latency_ms) {
+      if (m.bytes != best.measured.bytes) return m.bytes < best.measured.bytes;
+      return m.drop < best.measured.drop;
+    }
+    return score < best_score;
+  };
   // Evaluates a plan on held-out data and keeps it when it is the best so far.
   auto try_plan = [&](const Assignment& a) {
     seen.push_back(a);
@@ -208,7 +220,7 @@ SolvedPlan solve_precisions(const std::vector<LayerCosts>& all, const SolverBudg
     for (size_t i = 0; i < tables.size(); ++i) line += (i ? " " : "") + tables[i].layer + ":" + precision_name(a[i]);
     best.log.push_back(line + "  drop " + std::to_string(m.drop) + " pt, " + std::to_string(m.bytes / 1e3) + " KB, " +
                        std::to_string(m.latency_ms) + " ms" + (ok ? "" : "  (over budget)"));
-    if (score < best_score) {
+    if (beats(m, ok, score)) {
       best_score = score;
       best.assignment = a;
       best.measured = m;

@@ -24,7 +24,9 @@
 // unit of cost is moved (greedy repair); then the given candidate plans are
 // evaluated too while evaluations remain. At most `max_evaluations` full
 // evaluations are made; the best plan seen that meets the budget is returned
-// (or, if none did, the one closest to it, with `met_budget` false).
+// (or, if none did, the one closest to it, with `met_budget` false). For
+// max_drop, plans whose measured times differ by at most kLatencyNoiseShare
+// count as equally fast: the smaller wins, then the more accurate.
 #pragma once
 #include <functional>
 #include <string>

@@ -644,6 +644,8 @@ TEST_F(Cli, BenchReportsBothRunnersAndLayers) {
     if (j.contains("layer")) {
       ++layers;
       EXPECT_GE(j.at("ms").get<double>(), 0.0);
+      // Batches this small run whole: one call per batch.
+      EXPECT_EQ(j.at("samples_per_call").get<int64_t>(), j.at("batch").get<int64_t>());
       continue;
     }
     rows.insert({j.at("runner").get<std::string>(), j.at("batch").get<int64_t>()});

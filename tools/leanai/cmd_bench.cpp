@@ -165,11 +165,20 @@ void run_bench(const BenchOptions& o) {
     if (!o.layers) continue;
     double total = 0;
     for (const PlanStep& s : layer_times) total += s.ms;
+    if (!o.json && !layer_times.empty()) {
+      const long long per_call = layer_times[0].samples;
+      if (per_call < batch) {
+        std::printf("    per step: ms per call on a chunk of %lld samples (batch %lld runs as chunks), share of the time\n",
+                    per_call, static_cast<long long>(batch));
+      } else {
+        std::printf("    per step: ms per call on the whole batch, share of the time\n");
+      }
+    }
     for (const PlanStep& s : layer_times) {
       const double per_call = s.calls ? s.ms / static_cast<double>(s.calls) : 0.0;
       if (o.json) {
         print_json({{"batch", batch}, {"layer", s.name}, {"kind", s.kind}, {"detail", s.detail}, {"ms", per_call},
-                    {"share", total > 0 ? s.ms / total : 0.0}});
+                    {"samples_per_call", s.samples}, {"share", total > 0 ? s.ms / total : 0.0}});
       } else {
         std::printf("    %-28s %-16s %9.4f ms %5.1f%%  %s\n", s.name.c_str(), s.kind.c_str(), per_call,
                     total > 0 ? 100.0 * s.ms / total : 0.0, s.detail.c_str());

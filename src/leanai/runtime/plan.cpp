@@ -154,7 +154,11 @@ Plan::BatchSplit Plan::split_for(int64_t batch) {
 std::vector<PlanStep> Plan::steps(int64_t batch) {
   const BatchSplit split = split_for(batch);
   std::vector<PlanStep> out;
-  for (auto& step : instance_for(std::min(batch, split.chunk)).steps) out.push_back(step->info);
+  const int64_t per_call = std::min(batch, split.chunk);
+  for (auto& step : instance_for(per_call).steps) {
+    out.push_back(step->info);
+    out.back().samples = per_call;
+  }
   return out;
 }
 

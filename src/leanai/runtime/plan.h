@@ -56,6 +56,7 @@ struct PlanStep {
   std::string detail;  // oneDNN implementation and layouts
   double ms = 0.0;     // total time while profiling
   int64_t calls = 0;
+  int64_t samples = 0;  // per call: a large batch runs as chunks of this many
 };
 
 struct PlanMemory {

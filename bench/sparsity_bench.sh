@@ -20,4 +20,9 @@ if [ ! -s "$out/letter.csv" ]; then
   mv "$out/letter.csv.tmp" "$out/letter.csv"
 fi
 TARGET=leanai_cli scripts/build.sh build
-exec /usr/bin/python3 bench/sparsity_bench.py "$@"
+# Splits and kernels are chosen by timing on this run's build, not read from
+# choices an earlier build cached in ~/.cache.
+LEANAI_CACHE_DIR="$(mktemp -d)"
+export LEANAI_CACHE_DIR
+trap 'rm -rf "$LEANAI_CACHE_DIR"' EXIT
+/usr/bin/python3 bench/sparsity_bench.py "$@"

@@ -11,15 +11,19 @@
 #include <set>
 
 #include "expect_error.h"
+#include "graph_fixtures.h"
 #include "leanai/data/dataset.h"
 #include "leanai/graph/executor.h"
 #include "leanai/graph/passes/compact_gates.h"
 #include "leanai/nn/model_builder.h"
 #include "leanai/nn/models.h"
 #include "leanai/nn/trainer.h"
+#include "leanai/core/threads.h"
+#include "leanai/runtime/plan.h"
 #include "leanai/sparse/moe_balance.h"
 #include "leanai/sparse/moe_grouping.h"
 #include "leanai/sparse/moe_routing.h"
+#include "temp_dir.h"
 
 namespace leanai {
 namespace {
@@ -440,6 +444,27 @@ TEST(MoeOp, PartialGradientsMatchFullOnes) {
         ASSERT_NEAR(a.data<float>()[i], b.data<float>()[i], 1e-5f) << name << " with " << frozen << " frozen";
     }
   }
+}
+
+// The compiled Plan runs the router and experts on weights packed once
+// (packed_gemm.h), the executor on dnnl_sgemm: the same outputs at batch 1,
+// at a small batch, and at one large enough that the experts split over the
+// threads.
+TEST(MoeOp, CompiledPlanMatchesTheExecutor) {
+  const test_support::TempDir cache;  // the Plan's kernel choices go here, not to $HOME
+  setenv("LEANAI_CACHE_DIR", cache.path().c_str(), 1);
+  set_num_threads(2);
+  Graph g = ModelBuilder({64}, 0).linear(64).activation("relu").moe(8, 2, 32, 1).linear(5).finish();
+  CompileOptions untimed;
+  untimed.tune = false;
+  Plan plan(g, untimed);
+  Executor ex(g);
+  for (int64_t batch : {1, 7, 300}) {
+    const Tensor x = test_support::random_tensor({batch, 64}, static_cast<uint64_t>(batch));
+    const Tensor want = ex.forward({x}).clone();
+    EXPECT_LT(test_support::max_abs_diff(want, plan.run(x)), 1e-4) << "batch " << batch;
+  }
+  unsetenv("LEANAI_CACHE_DIR");
 }
 
 TEST(MoeOp, FlopsCountActiveExpertsOnly) {

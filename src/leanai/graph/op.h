@@ -36,6 +36,15 @@ class OpKernel {
   virtual DType out_dtype() const { return DType::f32; }
   // Multiply-adds x2 of one forward pass, for `leanai info`.
   virtual double flops(const std::vector<Shape>& in_shapes, const Shape& out_shape) const { return 0; }
+
+  // The compiled Plan calls this once after prepare, with the inputs that are
+  // parameters (null for the others): they stay fixed for the kernel's life,
+  // so it may pack them for faster forwards. `shared` makes a tensor once per
+  // source and kind, and hands the same one to every copy of the plan (one
+  // per worker and chunk size). Default: nothing to pack.
+  using MakeShared =
+      std::function<Tensor(const Tensor& source, const std::string& kind, const std::function<Tensor()>& make)>;
+  virtual void freeze_params(const Inputs& params, const MakeShared& shared) {}
 };
 
 struct OpInfo {

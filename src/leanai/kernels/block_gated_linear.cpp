@@ -17,7 +17,9 @@
 // Only the kept blocks are computed: the (row, block) pairs are grouped by
 // block with a counting sort, each non-empty block's rows are gathered and
 // multiplied in one GEMM against that block's weight rows, and the results
-// are scattered back scaled by g. Every buffer is sized in prepare(), so a
+// are scattered back scaled by g. In a compiled Plan (weights fixed) the gate
+// and block GEMMs run the packed small-M kernel of packed_gemm.h on weights
+// packed once; elsewhere dnnl_sgemm. Every buffer is sized in prepare(), so a
 // forward or backward pass allocates nothing.
 //
 // Backward reaches x, weight, bias and gate_weight (through g: the softmax's
@@ -33,6 +35,7 @@
 #include "leanai/core/error.h"
 #include "leanai/core/parallel.h"
 #include "leanai/graph/op.h"
+#include "leanai/kernels/packed_gemm.h"
 #include "leanai/kernels/sgemm.h"
 
 namespace leanai {
@@ -60,6 +63,7 @@ class BlockGatedLinearKernel : public OpKernel {
     in_ = x[1];
     out_ = w[0];
     size_ = out_ / blocks_;
+    packed_w_ = packed_gate_ = Tensor();  // new shapes: packed weights, if any, are stale
     const int64_t entries = rows_ * top_k_;
     scores_.assign(rows_ * blocks_, 0.0f);
     chosen_.assign(entries, 0);
@@ -83,7 +87,8 @@ class BlockGatedLinearKernel : public OpKernel {
     const float* x = in[0]->data<float>();
     const float* w = in[1]->data<float>();
     const float* bias = in[2]->data<float>();
-    sgemm('N', 'T', rows_, blocks_, in_, x, in_, in[3]->data<float>(), in_, 0.0f, scores_.data(), blocks_);
+    linear_rows(rows_, x, in_, in[3]->data<float>(), packed_gate_.defined() ? packed_gate_.data<float>() : nullptr,
+                blocks_, in_, nullptr, false, scores_.data(), blocks_);
     choose_blocks();
     group_by_block();
     // Gather each entry's input row, grouped by block.
@@ -93,12 +98,21 @@ class BlockGatedLinearKernel : public OpKernel {
 #pragma omp parallel for if (entries * d > kParallelMinElements)
     for (int64_t e = 0; e < entries; ++e) std::copy_n(x + row_of[e] * d, d, xg + e * d);
     // One GEMM per non-empty block: h = x_rows @ W_b^T + bias_b.
-    for (int64_t b = 0; b < blocks_; ++b) {
+    auto block = [&](int64_t b) {
       const int64_t first = start_[b], count = start_[b + 1] - first;
-      if (count == 0) continue;
-      float* h = hg_.data() + first * size_;
-      for (int64_t r = 0; r < count; ++r) std::copy_n(bias + b * size_, size_, h + r * size_);
-      sgemm('N', 'T', count, size_, in_, xg + first * in_, in_, w + b * size_ * in_, in_, 1.0f, h, size_);
+      if (count == 0) return;
+      const float* packed =
+          packed_w_.defined() ? packed_w_.data<float>() + b * packed_gemm_floats(size_, in_) : nullptr;
+      linear_rows(count, xg + first * in_, in_, w + b * size_ * in_, packed, size_, in_, bias + b * size_, false,
+                  hg_.data() + first * size_, size_);
+    };
+    // Packed blocks go one per task over the threads: each block's weights are
+    // then read once, by one thread. (dnnl_sgemm splits its own work.)
+    if (packed_w_.defined() && packed_gemm_worth_splitting(entries * d * size_)) {
+#pragma omp parallel for schedule(dynamic, 1)
+      for (int64_t b = 0; b < blocks_; ++b) block(b);
+    } else {
+      for (int64_t b = 0; b < blocks_; ++b) block(b);
     }
     scatter_output(out.data<float>());
   }
@@ -176,6 +190,15 @@ class BlockGatedLinearKernel : public OpKernel {
           for (int64_t i = 0; i < d; ++i) dst[i] += src[i];
         }
     }
+  }
+
+  // In a compiled Plan: each block's weights and the gate's packed once (shared by every copy of the plan).
+  void freeze_params(const Inputs& params, const MakeShared& shared) override {
+    const int64_t blocks = blocks_, size = size_, d = in_;
+    if (const Tensor* w = params[1])
+      packed_w_ = shared(*w, "gemm panels", [=] { return pack_gemm_stack(w->data<float>(), blocks, size, d); });
+    if (const Tensor* gw = params[3])
+      packed_gate_ = shared(*gw, "gemm panels", [=] { return pack_gemm_stack(gw->data<float>(), 1, blocks, d); });
   }
 
   double flops(const std::vector<Shape>& in, const Shape&) const override {
@@ -258,6 +281,7 @@ class BlockGatedLinearKernel : public OpKernel {
   std::vector<float> dhg_, dxg_;      // training: per entry g * dy [S], its x gradient [D]
   std::vector<float> dscores_;        // training: [N, B]
   std::vector<double> dg_;            // training: [N, top_k] dL/dg
+  Tensor packed_w_, packed_gate_;     // in a compiled Plan: gemm panels per block, and the gate's
 };
 
 }  // namespace

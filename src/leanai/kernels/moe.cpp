@@ -30,7 +30,8 @@
 // grouped by expert with a counting sort (moe_grouping.h); each expert's
 // tokens are gathered into one contiguous block and run as one GEMM per layer
 // (dnnl_sgemm: the block sizes change every batch, which fixed-shape
-// primitives cannot follow); the outputs are scaled by the gates and added
+// primitives cannot follow; in a compiled Plan, whose weights stay fixed, the
+// packed small-M kernel of packed_gemm.h on weights packed once); the outputs are scaled by the gates and added
 // back per token, in slot order, so a token's result does not depend on
 // where it sits in the batch. Every buffer is sized in prepare.
 #include <algorithm>
@@ -39,6 +40,7 @@
 #include "leanai/core/error.h"
 #include "leanai/core/parallel.h"
 #include "leanai/graph/op.h"
+#include "leanai/kernels/packed_gemm.h"
 #include "leanai/kernels/sgemm.h"
 #include "leanai/sparse/moe_balance.h"
 #include "leanai/sparse/moe_grouping.h"
@@ -52,18 +54,6 @@ void column_sums(const float* a, int64_t rows, int64_t cols, float* out) {
   std::fill(out, out + cols, 0.0f);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) out[c] += a[r * cols + c];
-}
-
-// Every row of a [rows, cols] set to v [cols]: the bias a GEMM with beta 1 then adds to.
-void fill_rows(float* a, int64_t rows, int64_t cols, const float* v) {
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(a + r * cols, v, cols * sizeof(float));
-}
-
-void relu_inplace(float* a, int64_t n) {
-  for_chunks(n, [a](int64_t begin, int64_t end) {
-    float* __restrict p = a;
-    for (int64_t i = begin; i < end; ++i) p[i] = p[i] > 0.0f ? p[i] : 0.0f;
-  });
 }
 
 // d *= (h > 0): ReLU's backward, from its output h.
@@ -129,6 +119,7 @@ class MoeKernel : public OpKernel {
     expect(b + 2, {1}, "balance_loss");
 
     training_ = training;
+    packed_ = {};  // new shapes: packed weights, if any, are stale
     routing_.resize(N_, E_, top_k_);
     capacity_ = expert_capacity(capacity_factor_, N_, E_, top_k_);
     const int64_t rows = N_ * top_k_;
@@ -151,11 +142,8 @@ class MoeKernel : public OpKernel {
     float* y = y_out.data<float>();
     route(x, f(in[1]), f(in[bias_index()]));
     if (shared_) {
-      fill_rows(hs_.data(), N_, SH_, f(in[7]));
-      sgemm('N', 'T', N_, SH_, D_, x, D_, f(in[6]), D_, 1.0f, hs_.data(), SH_);
-      relu_inplace(hs_.data(), N_ * SH_);
-      fill_rows(y, N_, D_, f(in[9]));
-      sgemm('N', 'T', N_, D_, SH_, hs_.data(), SH_, f(in[8]), SH_, 1.0f, y, D_);
+      linear_rows(N_, x, D_, f(in[6]), packed(packed_.sw1, 0, SH_, D_), SH_, D_, f(in[7]), true, hs_.data(), SH_);
+      linear_rows(N_, hs_.data(), SH_, f(in[8]), packed(packed_.sw2, 0, D_, SH_), D_, SH_, f(in[9]), false, y, D_);
     } else {
       std::fill(y, y + N_ * D_, 0.0f);
     }
@@ -185,6 +173,23 @@ class MoeKernel : public OpKernel {
       if (din[i]) din[i]->fill(0.0f);
   }
 
+  // In a compiled Plan: the router's and the experts' weights packed once for
+  // the small-M kernel (shared by every copy of the plan).
+  void freeze_params(const Inputs& params, const MakeShared& shared) override {
+    const int64_t E = E_, D = D_, H = H_, SH = SH_;
+    auto pack = [&](int i, const char* kind, int64_t count, int64_t n, int64_t k) {
+      const Tensor* w = params[i];
+      return w ? shared(*w, kind, [=] { return pack_gemm_stack(w->data<float>(), count, n, k); }) : Tensor();
+    };
+    packed_.router = pack(1, "gemm panels", 1, E, D);
+    packed_.w1 = pack(2, "gemm panels", E, H, D);
+    packed_.w2 = pack(4, "gemm panels", E, D, H);
+    if (shared_) {
+      packed_.sw1 = pack(6, "gemm panels", 1, SH, D);
+      packed_.sw2 = pack(8, "gemm panels", 1, D, SH);
+    }
+  }
+
   // Active FLOPs: the router, the shared experts and top_k routed experts per token.
   double flops(const std::vector<Shape>& in, const Shape&) const override {
     const double n = static_cast<double>(in[0][0]), d = static_cast<double>(D_);
@@ -194,9 +199,14 @@ class MoeKernel : public OpKernel {
  private:
   int bias_index() const { return shared_ ? 10 : 6; }
 
+  // Matrix e [n, k] of a packed stack, or null when not packed (linear_rows then uses dnnl_sgemm).
+  static const float* packed(const Tensor& stack, int64_t e, int64_t n, int64_t k) {
+    return stack.defined() ? stack.data<float>() + e * packed_gemm_floats(n, k) : nullptr;
+  }
+
   // Logits, affinities, the top-k choice and the grouping by expert.
   void route(const float* x, const float* router, const float* bias) {
-    sgemm('N', 'T', N_, E_, D_, x, D_, router, D_, 0.0f, routing_.affinity.data(), E_);
+    linear_rows(N_, x, D_, router, packed(packed_.router, 0, E_, D_), E_, D_, nullptr, false, routing_.affinity.data(), E_);
     apply_affinity(routing_, affinity_);
     choose_experts(routing_, bias, affinity_);
     group_by_expert(routing_, capacity_);
@@ -210,16 +220,22 @@ class MoeKernel : public OpKernel {
     float* xg = xg_.data();
 #pragma omp parallel for if (rows * D > kParallelMinElements)
     for (int64_t q = 0; q < rows; ++q) std::memcpy(xg + q * D, x + (pair[q] / k) * D, D * sizeof(float));
-    for (int64_t e = 0; e < E_; ++e) {
+    auto expert = [&](int64_t e) {
       const int64_t m = routing_.kept[e], q0 = routing_.begin[e];
-      if (m == 0) continue;
+      if (m == 0) return;
       float* h = hg_.data() + q0 * H_;
       float* o = og_.data() + q0 * D_;
-      fill_rows(h, m, H_, b1 + e * H_);
-      sgemm('N', 'T', m, H_, D_, xg + q0 * D_, D_, w1 + e * H_ * D_, D_, 1.0f, h, H_);
-      relu_inplace(h, m * H_);
-      fill_rows(o, m, D_, b2 + e * D_);
-      sgemm('N', 'T', m, D_, H_, h, H_, w2 + e * D_ * H_, H_, 1.0f, o, D_);
+      linear_rows(m, xg + q0 * D_, D_, w1 + e * H_ * D_, packed(packed_.w1, e, H_, D_), H_, D_, b1 + e * H_, true, h, H_);
+      linear_rows(m, h, H_, w2 + e * D_ * H_, packed(packed_.w2, e, D_, H_), D_, H_, b2 + e * D_, false, o, D_);
+    };
+    // Packed experts go one per task over the threads: each GEMM is too small
+    // to split well, and on its own thread each expert's weights are read once.
+    // (dnnl_sgemm splits its own work, so unpacked experts run in turn.)
+    if (packed_.w1.defined() && packed_gemm_worth_splitting(rows * 2 * D_ * H_)) {
+#pragma omp parallel for schedule(dynamic, 1)
+      for (int64_t e = 0; e < E_; ++e) expert(e);
+    } else {
+      for (int64_t e = 0; e < E_; ++e) expert(e);
     }
   }
 
@@ -326,6 +342,9 @@ class MoeKernel : public OpKernel {
   bool shared_ = false, training_ = false;
   int64_t N_ = 0, D_ = 0, E_ = 0, H_ = 0, SH_ = 0, capacity_ = 0;
   MoeRouting routing_;
+  struct {
+    Tensor router, w1, w2, sw1, sw2;  // undefined unless frozen
+  } packed_;
   // Rows grouped by expert (routing_.pair order), N * top_k of each.
   std::vector<float> xg_, hg_, og_, dog_, dhg_;
   std::vector<float> hs_, dhs_;          // shared hidden [N, SH] and its gradient

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "leanai/core/threads.h"
+#include "leanai/core/version.h"
 #include "leanai/hw/cpu_features.h"
 #include "leanai/io/atomic_file.h"
 
@@ -64,7 +65,8 @@ int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& ca
   if (candidates.size() <= 1) return 0;
   if (const char* tune = std::getenv("LEANAI_TUNE"); tune && std::string(tune) == "0") measure = false;
   static const std::string cpu = detect_cpu_features().model_name;
-  const std::string full_key = cpu + " | threads " + std::to_string(num_threads()) + " | " + key;
+  // The version too: a new release's kernels may change which candidate wins.
+  const std::string full_key = std::string("leanai ") + version() + " | " + cpu + " | threads " + std::to_string(num_threads()) + " | " + key;
   const std::string path = kernel_cache_path();
   {
     // Not held while measuring: a candidate may compile plans that choose kernels themselves.

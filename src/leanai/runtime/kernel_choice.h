@@ -2,8 +2,8 @@
 //
 // When two kernels can run a node, the runtime times each on this machine
 // (median of a few runs after a warm-up) and keeps the faster. The choice is
-// cached in a JSON file keyed by the CPU model, the thread count and the
-// node's shape, so the next compile on this machine skips the timing:
+// cached in a JSON file keyed by the leanai version, the CPU model, the
+// thread count and the node's shape, so the next compile on this machine skips the timing:
 //   $LEANAI_CACHE_DIR/kernel_choices.json, else $XDG_CACHE_HOME/leanai/...,
 //   else ~/.cache/leanai/... . LEANAI_TUNE=0 turns timing off (first candidate).
 // A missing or unreadable cache is not an error: it is measured again.

@@ -572,6 +572,9 @@ class Lowering : public LoweringContext {
     }
     const Shape y = step->kernel->prepare(shapes, false);
     check(step->kernel->out_dtype() == DType::f32, "plan: op '" + n.op + "' has a non-f32 output");
+    step->kernel->freeze_params(Inputs(step->params.begin(), step->params.end()),
+                                [this](const Tensor& source, const std::string& kind,
+                                       const std::function<Tensor()>& make) { return weights_.derived(source, kind, make); });
     const int out = new_value(y, plain_desc(y));
     step->writes = {out};
     step->info = {node_name(n), "kernel:" + n.op, "leanai kernel, plain layout"};

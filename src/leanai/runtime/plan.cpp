@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include "leanai/core/error.h"
+#include "leanai/core/rng.h"
 #include "leanai/core/threads.h"
 #include "leanai/graph/passes/optimize_for_inference.h"
 #include "leanai/kernels/dnnl_context.h"
@@ -129,7 +130,7 @@ Plan::BatchSplit Plan::split_for(int64_t batch) {
   if (options.size() > 1) {
     std::set<std::pair<int64_t, int>> before;
     for (auto& [key, inst] : instances_) before.insert(key);
-    Tensor probe = zero_input(batch);
+    Tensor probe = probe_input(batch);
     std::vector<KernelCandidate> candidates;
     for (const BatchSplit& o : options)
       candidates.push_back({std::to_string(o.workers) + " worker(s) x chunks of " + std::to_string(o.chunk),
@@ -170,7 +171,7 @@ PlanMemory Plan::memory(int64_t batch) {
     m.weight_bytes += packed_->bytes();
     return m;
   }
-  run_split(zero_input(batch), split);  // compiles every plan the split uses
+  run_split(probe_input(batch), split);  // compiles every plan the split uses
   PlanMemory m;
   for (auto& [key, inst] : instances_)
     if ((key.first == chunk || key.first == batch % chunk) && key.second < split.workers) {
@@ -184,10 +185,21 @@ PlanMemory Plan::memory(int64_t batch) {
   return m;
 }
 
-Tensor Plan::zero_input(int64_t batch) const {
+namespace {
+constexpr uint64_t kProbeSeed = 7;
+}  // namespace
+
+Tensor Plan::probe_input(int64_t batch) const {
   Shape s = graph_.input_sample_shape(graph_.inputs()[0]);
   s.insert(s.begin(), batch);
-  return Tensor::zeros(s);
+  // Not zeros: routed layers (moe, block_gated_linear) send every row of a
+  // constant input to the same experts, one large GEMM that no real batch
+  // runs, and the split timed on it would be chosen for the wrong work.
+  Tensor t = Tensor::empty(s);
+  Rng rng(kProbeSeed);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = rng.normal();
+  return t;
 }
 
 void Plan::reset_profile() {

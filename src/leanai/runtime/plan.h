@@ -96,7 +96,7 @@ class Plan {
   const Tensor& run_split(const Tensor& x, BatchSplit split);
   // How a batch size runs, measured once per batch size (cached).
   BatchSplit split_for(int64_t batch);
-  Tensor zero_input(int64_t batch) const;
+  Tensor probe_input(int64_t batch) const;  // random, fixed seed: what a split is timed on
 
   Graph graph_;
   Shape sample_shape_;  // of the one input, without the batch axis

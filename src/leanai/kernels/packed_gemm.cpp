@@ -1,0 +1,145 @@
+// Highway compiles this file once per target (foreach_target.h re-includes
+// it); HWY_ONCE marks the single pass that defines the dispatching entries.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "leanai/kernels/packed_gemm.cpp"
+#include <hwy/foreach_target.h>  // must precede highway.h
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "leanai/kernels/packed_gemm.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace leanai {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// At most 16 lanes, so a panel is 2 AVX-512 vectors, 4 AVX2 or 8 SSE4 ones.
+using Tag = hn::CappedTag<float, 16>;
+constexpr int kVectors = static_cast<int>(kGemmPanel / hn::MaxLanes(Tag()));
+// Rows per tile: about 12 accumulators (6 rows on AVX-512, 3 on AVX2), enough
+// independent FMAs to hide their latency and few enough to leave registers
+// for the panel's vectors.
+constexpr int kTileRows = kVectors >= 12 ? 1 : 12 / kVectors;
+
+// y rows [0, kRows) x one panel's columns [0, cols), over all of k.
+template <int kRows>
+void tile(const float* HWY_RESTRICT x, int64_t ldx, const float* HWY_RESTRICT panel, int64_t k,
+          const float* HWY_RESTRICT bias, bool relu, float* HWY_RESTRICT y, int64_t ldy, int64_t cols) {
+  const Tag d;
+  constexpr int64_t N = static_cast<int64_t>(hn::MaxLanes(Tag()));
+  using V = hn::Vec<Tag>;
+  V acc[kRows][kVectors];
+  for (int v = 0; v < kVectors; ++v) {
+    const V b = bias ? hn::LoadU(d, bias + v * N) : hn::Zero(d);
+    for (int r = 0; r < kRows; ++r) acc[r][v] = b;
+  }
+  for (int64_t p = 0; p < k; ++p) {
+    V w[kVectors];
+    for (int v = 0; v < kVectors; ++v) w[v] = hn::LoadU(d, panel + p * kGemmPanel + v * N);
+    for (int r = 0; r < kRows; ++r) {
+      const V a = hn::Set(d, x[r * ldx + p]);
+      for (int v = 0; v < kVectors; ++v) acc[r][v] = hn::MulAdd(a, w[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    if (relu)
+      for (int v = 0; v < kVectors; ++v) acc[r][v] = hn::Max(acc[r][v], hn::Zero(d));
+    if (cols == kGemmPanel) {
+      for (int v = 0; v < kVectors; ++v) hn::StoreU(acc[r][v], d, y + r * ldy + v * N);
+      continue;
+    }
+    HWY_ALIGN float row[kGemmPanel];
+    for (int v = 0; v < kVectors; ++v) hn::Store(acc[r][v], d, row + v * N);
+    std::memcpy(y + r * ldy, row, static_cast<size_t>(cols) * sizeof(float));
+  }
+}
+
+template <int kRows>
+void rows_tail(int64_t rows, const float* x, int64_t ldx, const float* panel, int64_t k, const float* bias, bool relu,
+               float* y, int64_t ldy, int64_t cols) {
+  if constexpr (kRows > 0) {
+    if (rows == kRows) return tile<kRows>(x, ldx, panel, k, bias, relu, y, ldy, cols);
+    rows_tail<kRows - 1>(rows, x, ldx, panel, k, bias, relu, y, ldy, cols);
+  }
+}
+
+// Rows [r0, r1) of y, panels [p0, p1).
+void PackedGemmBlock(const float* x, int64_t ldx, const float* panels, int64_t n, int64_t k, const float* bias,
+                     bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
+  HWY_ALIGN float panel_bias[kGemmPanel];
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t j0 = p * kGemmPanel, cols = std::min(kGemmPanel, n - j0);
+    const float* b = nullptr;
+    if (bias) {  // padded to the whole panel, so the tile loads whole vectors
+      std::fill(panel_bias, panel_bias + kGemmPanel, 0.0f);
+      std::memcpy(panel_bias, bias + j0, static_cast<size_t>(cols) * sizeof(float));
+      b = panel_bias;
+    }
+    const float* panel = panels + p * k * kGemmPanel;
+    int64_t r = r0;
+    for (; r + kTileRows <= r1; r += kTileRows)
+      tile<kTileRows>(x + r * ldx, ldx, panel, k, b, relu, y + r * ldy + j0, ldy, cols);
+    if (r < r1) rows_tail<kTileRows - 1>(r1 - r, x + r * ldx, ldx, panel, k, b, relu, y + r * ldy + j0, ldy, cols);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace leanai
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <omp.h>
+
+namespace leanai {
+
+HWY_EXPORT(PackedGemmBlock);
+
+namespace {
+int64_t panel_count(int64_t n) { return (n + kGemmPanel - 1) / kGemmPanel; }
+}  // namespace
+
+int64_t packed_gemm_floats(int64_t n, int64_t k) { return panel_count(n) * kGemmPanel * k; }
+
+void pack_gemm_weights(const float* w, int64_t n, int64_t k, float* packed) {
+  for (int64_t p = 0; p < panel_count(n); ++p)
+    for (int64_t i = 0; i < k; ++i) {
+      float* dst = packed + (p * k + i) * kGemmPanel;
+      for (int64_t j = 0; j < kGemmPanel; ++j) {
+        const int64_t row = p * kGemmPanel + j;
+        dst[j] = row < n ? w[row * k + i] : 0.0f;
+      }
+    }
+}
+
+Tensor pack_gemm_stack(const float* w, int64_t count, int64_t n, int64_t k) {
+  const int64_t each = packed_gemm_floats(n, k);
+  Tensor packed = Tensor::empty({count * each});
+  for (int64_t e = 0; e < count; ++e) pack_gemm_weights(w + e * n * k, n, k, packed.data<float>() + e * each);
+  return packed;
+}
+
+bool packed_gemm_worth_splitting(int64_t macs) {
+  return macs >= (int64_t{1} << 20) && !omp_in_parallel() && omp_get_max_threads() > 1;
+}
+
+void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu, float* y,
+                 int64_t ldy) {
+  if (m <= 0 || w.n <= 0) return;
+  const int64_t panels = panel_count(w.n);
+  auto block = HWY_DYNAMIC_DISPATCH(PackedGemmBlock);
+  if (!packed_gemm_worth_splitting(m * w.n * w.k))
+    return block(x, ldx, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, panels);
+  // Items of 24 rows (a multiple of every target's tile height) x one panel.
+  constexpr int64_t kRowsPerItem = 24;
+  const int64_t row_items = (m + kRowsPerItem - 1) / kRowsPerItem;
+#pragma omp parallel for schedule(static)
+  for (int64_t item = 0; item < row_items * panels; ++item) {
+    const int64_t r0 = (item / panels) * kRowsPerItem, p = item % panels;
+    block(x, ldx, w.panels, w.n, w.k, bias, relu, y, ldy, r0, std::min(m, r0 + kRowsPerItem), p, p + 1);
+  }
+}
+
+}  // namespace leanai
+#endif  // HWY_ONCE

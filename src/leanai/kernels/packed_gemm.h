@@ -1,0 +1,55 @@
+// Small-M GEMM against weights packed once: y[m, n] = act(x[m, k] W^T + bias)
+// for W [n, k] row-major (one row per output, as linear layers store it).
+//
+// Why not dnnl_sgemm: the expert and block GEMMs of the sparse layers (moe,
+// block_gated_linear) run on a few dozen rows or one, with a different row
+// count every call, so fixed-shape oneDNN primitives do not fit, and
+// dnnl_sgemm repacks W on every call: on a 16 x 64 x 256 expert GEMM the
+// packing costs as much as the multiply. In a compiled Plan the weights do not
+// change, so they are packed once here and each call only multiplies.
+//
+// Layout: W is cut into panels of kGemmPanel outputs; a panel stores its
+// outputs' weights transposed, k rows of kGemmPanel floats (zeros past n), so
+// the kernel reads whole vectors of outputs per input feature. One source for
+// SSE4 to AVX-512 (Google Highway, chosen at run time).
+//
+//   std::vector<float> packed(packed_gemm_floats(n, k));
+//   pack_gemm_weights(w, n, k, packed.data());
+//   packed_gemm(m, x, k, {packed.data(), n, k}, bias, /*relu=*/true, y, n);
+#pragma once
+#include <cstdint>
+
+#include "leanai/core/tensor.h"
+
+namespace leanai {
+
+constexpr int64_t kGemmPanel = 32;
+
+// Floats one packed [n, k] matrix takes (a multiple of kGemmPanel * k).
+int64_t packed_gemm_floats(int64_t n, int64_t k);
+
+// Packs w [n, k] (row stride k) into `packed` (packed_gemm_floats(n, k) floats).
+void pack_gemm_weights(const float* w, int64_t n, int64_t k, float* packed);
+
+// Packs `count` matrices [n, k] stored back to back (a stack of expert weights
+// [count, n, k]) into one tensor: matrix e starts at e * packed_gemm_floats(n, k).
+Tensor pack_gemm_stack(const float* w, int64_t count, int64_t n, int64_t k);
+
+struct PackedGemmWeights {
+  const float* panels;
+  int64_t n, k;
+};
+
+// Whether `macs` multiply-adds are worth splitting over the thread pool: not
+// inside a parallel region (the caller's threads are already busy), and about
+// 30 us of work on one core at least (waking the pool costs a few us).
+bool packed_gemm_worth_splitting(int64_t macs);
+
+// y[i, j] = act(sum_p x[i, p] w[j, p] + bias[j]) for i < m, j < n; bias may be
+// null (no bias), act is ReLU or the identity. ldx and ldy are row strides.
+// Splits over the thread pool when called outside a parallel region with
+// enough work.
+void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu, float* y,
+                 int64_t ldy);
+
+}  // namespace leanai

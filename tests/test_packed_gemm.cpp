@@ -1,0 +1,94 @@
+// The packed small-M GEMM (kernels/packed_gemm.h) against a double-precision
+// loop, on every instruction set this CPU runs and the build compiled (each
+// has its own tile height and vectors per panel): row counts around each tile
+// height, output counts around the 32-wide panel, odd k, strided rows, bias
+// and ReLU on and off, and a product large enough to split over threads.
+#include <gtest/gtest.h>
+
+#include <hwy/targets.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "leanai/core/rng.h"
+#include "leanai/kernels/packed_gemm.h"
+
+namespace leanai {
+namespace {
+
+struct GemmCase {
+  int64_t m, n, k;
+  bool bias, relu;
+};
+
+// Runs one case; returns the number of wrong entries (and reports the first).
+int64_t check_case(const GemmCase& c, uint64_t seed) {
+  Rng rng(seed);
+  const int64_t ldx = c.k + 3, ldy = c.n + 5;
+  std::vector<float> x(c.m * ldx), w(c.n * c.k), b(c.n);
+  for (float& v : x) v = rng.uniform(-1.0f, 1.0f);
+  for (float& v : w) v = rng.uniform(-1.0f, 1.0f);
+  for (float& v : b) v = rng.uniform(-1.0f, 1.0f);
+  std::vector<float> packed(packed_gemm_floats(c.n, c.k));
+  pack_gemm_weights(w.data(), c.n, c.k, packed.data());
+  constexpr float kUntouched = 12345.0f;  // the row padding past n must stay as it was
+  std::vector<float> y(c.m * ldy, kUntouched);
+  packed_gemm(c.m, x.data(), ldx, {packed.data(), c.n, c.k}, c.bias ? b.data() : nullptr, c.relu, y.data(), ldy);
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < c.m; ++i)
+    for (int64_t j = 0; j < ldy; ++j) {
+      const float got = y[i * ldy + j];
+      if (j >= c.n) {
+        if (got != kUntouched && wrong++ == 0) ADD_FAILURE() << "wrote past n at row " << i << ", column " << j;
+        continue;
+      }
+      double want = c.bias ? b[j] : 0.0, scale = std::abs(want);
+      for (int64_t p = 0; p < c.k; ++p) {
+        want += static_cast<double>(x[i * ldx + p]) * w[j * c.k + p];
+        scale += std::abs(static_cast<double>(x[i * ldx + p]) * w[j * c.k + p]);
+      }
+      if (c.relu) want = std::max(want, 0.0);
+      if (std::abs(got - want) > 1e-5 * (scale + 1.0) && wrong++ == 0)
+        ADD_FAILURE() << "y[" << i << ", " << j << "] = " << got << ", want " << want;
+    }
+  return wrong;
+}
+
+TEST(PackedGemm, EqualsAPlainLoopOnEveryInstructionSet) {
+  std::vector<GemmCase> cases;
+  for (int64_t m : {1, 2, 3, 5, 6, 7, 12, 13, 25})
+    for (int64_t n : {1, 16, 32, 33, 70})
+      for (int64_t k : {1, 7, 64}) cases.push_back({m, n, k, (m + n) % 2 == 0, (m + k) % 3 != 0});
+  cases.push_back({300, 70, 64, true, true});  // 1.3M multiply-adds: split over threads
+  cases.push_back({40, 256, 257, true, false});
+  int targets = 0;
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    ++targets;
+    uint64_t seed = 1;
+    for (const GemmCase& c : cases)
+      EXPECT_EQ(check_case(c, seed++), 0) << hwy::TargetName(target) << ": m " << c.m << ", n " << c.n << ", k " << c.k
+                                          << ", bias " << c.bias << ", relu " << c.relu;
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to what the CPU has
+  EXPECT_GE(targets, 1);
+}
+
+TEST(PackedGemm, PackingLaysOutTransposedPanelsPaddedWithZeros) {
+  const int64_t n = 33, k = 2;
+  std::vector<float> w(n * k);
+  for (int64_t i = 0; i < n * k; ++i) w[i] = static_cast<float>(i + 1);
+  std::vector<float> packed(packed_gemm_floats(n, k), -1.0f);
+  ASSERT_EQ(packed.size(), static_cast<size_t>(2 * kGemmPanel * k));
+  pack_gemm_weights(w.data(), n, k, packed.data());
+  EXPECT_EQ(packed[0], w[0 * k + 0]);                   // panel 0, feature 0, output 0
+  EXPECT_EQ(packed[5], w[5 * k + 0]);                   // output 5
+  EXPECT_EQ(packed[kGemmPanel + 5], w[5 * k + 1]);      // feature 1
+  EXPECT_EQ(packed[2 * kGemmPanel], w[32 * k + 0]);     // panel 1 starts with output 32
+  EXPECT_EQ(packed[2 * kGemmPanel + 1], 0.0f);          // output 33 does not exist
+  EXPECT_EQ(packed[4 * kGemmPanel - 1], 0.0f);
+}
+
+}  // namespace
+}  // namespace leanai

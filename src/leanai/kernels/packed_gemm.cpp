@@ -23,35 +23,50 @@ constexpr int kVectors = static_cast<int>(kGemmPanel / hn::MaxLanes(Tag()));
 // for the panel's vectors.
 constexpr int kTileRows = kVectors >= 12 ? 1 : 12 / kVectors;
 
-// y rows [0, kRows) x one panel's columns [0, cols), over all of k.
+// y rows [0, kRows) x one panel's columns [0, cols), over all of k. With few
+// rows (one, at batch 1) a single set of accumulators would chain each FMA on
+// the last one's result, so k is then split into kSplit interleaved partial
+// sums (8 accumulators at least), added at the end.
 template <int kRows>
 void tile(const float* HWY_RESTRICT x, int64_t ldx, const float* HWY_RESTRICT panel, int64_t k,
           const float* HWY_RESTRICT bias, bool relu, float* HWY_RESTRICT y, int64_t ldy, int64_t cols) {
   const Tag d;
   constexpr int64_t N = static_cast<int64_t>(hn::MaxLanes(Tag()));
+  constexpr int kSplit = kRows * kVectors >= 8 ? 1 : 8 / (kRows * kVectors);
   using V = hn::Vec<Tag>;
-  V acc[kRows][kVectors];
+  V acc[kSplit][kRows][kVectors];
   for (int v = 0; v < kVectors; ++v) {
     const V b = bias ? hn::LoadU(d, bias + v * N) : hn::Zero(d);
-    for (int r = 0; r < kRows; ++r) acc[r][v] = b;
+    for (int r = 0; r < kRows; ++r) {
+      acc[0][r][v] = b;
+      for (int s = 1; s < kSplit; ++s) acc[s][r][v] = hn::Zero(d);
+    }
   }
-  for (int64_t p = 0; p < k; ++p) {
+  // Feature p into the partial sums of set s.
+  auto step = [&](int s, int64_t p) HWY_ATTR {
     V w[kVectors];
     for (int v = 0; v < kVectors; ++v) w[v] = hn::LoadU(d, panel + p * kGemmPanel + v * N);
     for (int r = 0; r < kRows; ++r) {
       const V a = hn::Set(d, x[r * ldx + p]);
-      for (int v = 0; v < kVectors; ++v) acc[r][v] = hn::MulAdd(a, w[v], acc[r][v]);
+      for (int v = 0; v < kVectors; ++v) acc[s][r][v] = hn::MulAdd(a, w[v], acc[s][r][v]);
     }
-  }
+  };
+  int64_t p = 0;
+  for (; p + kSplit <= k; p += kSplit)
+    for (int s = 0; s < kSplit; ++s) step(s, p + s);
+  for (; p < k; ++p) step(0, p);
+  for (int s = 1; s < kSplit; ++s)
+    for (int r = 0; r < kRows; ++r)
+      for (int v = 0; v < kVectors; ++v) acc[0][r][v] = hn::Add(acc[0][r][v], acc[s][r][v]);
   for (int r = 0; r < kRows; ++r) {
     if (relu)
-      for (int v = 0; v < kVectors; ++v) acc[r][v] = hn::Max(acc[r][v], hn::Zero(d));
+      for (int v = 0; v < kVectors; ++v) acc[0][r][v] = hn::Max(acc[0][r][v], hn::Zero(d));
     if (cols == kGemmPanel) {
-      for (int v = 0; v < kVectors; ++v) hn::StoreU(acc[r][v], d, y + r * ldy + v * N);
+      for (int v = 0; v < kVectors; ++v) hn::StoreU(acc[0][r][v], d, y + r * ldy + v * N);
       continue;
     }
     HWY_ALIGN float row[kGemmPanel];
-    for (int v = 0; v < kVectors; ++v) hn::Store(acc[r][v], d, row + v * N);
+    for (int v = 0; v < kVectors; ++v) hn::Store(acc[0][r][v], d, row + v * N);
     std::memcpy(y + r * ldy, row, static_cast<size_t>(cols) * sizeof(float));
   }
 }

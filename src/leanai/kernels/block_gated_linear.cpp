@@ -196,9 +196,11 @@ class BlockGatedLinearKernel : public OpKernel {
   void freeze_params(const Inputs& params, const MakeShared& shared) override {
     const int64_t blocks = blocks_, size = size_, d = in_;
     if (const Tensor* w = params[1])
-      packed_w_ = shared(*w, "gemm panels", [=] { return pack_gemm_stack(w->data<float>(), blocks, size, d); });
+      packed_w_ = shared(*w, pack_gemm_kind(blocks, size, d),
+                         [=] { return pack_gemm_stack(w->data<float>(), blocks, size, d); });
     if (const Tensor* gw = params[3])
-      packed_gate_ = shared(*gw, "gemm panels", [=] { return pack_gemm_stack(gw->data<float>(), 1, blocks, d); });
+      packed_gate_ = shared(*gw, pack_gemm_kind(1, blocks, d),
+                            [=] { return pack_gemm_stack(gw->data<float>(), 1, blocks, d); });
   }
 
   double flops(const std::vector<Shape>& in, const Shape&) const override {

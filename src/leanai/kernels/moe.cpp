@@ -177,16 +177,17 @@ class MoeKernel : public OpKernel {
   // the small-M kernel (shared by every copy of the plan).
   void freeze_params(const Inputs& params, const MakeShared& shared) override {
     const int64_t E = E_, D = D_, H = H_, SH = SH_;
-    auto pack = [&](int i, const char* kind, int64_t count, int64_t n, int64_t k) {
+    auto pack = [&](int i, int64_t count, int64_t n, int64_t k) {
       const Tensor* w = params[i];
-      return w ? shared(*w, kind, [=] { return pack_gemm_stack(w->data<float>(), count, n, k); }) : Tensor();
+      if (!w) return Tensor();
+      return shared(*w, pack_gemm_kind(count, n, k), [=] { return pack_gemm_stack(w->data<float>(), count, n, k); });
     };
-    packed_.router = pack(1, "gemm panels", 1, E, D);
-    packed_.w1 = pack(2, "gemm panels", E, H, D);
-    packed_.w2 = pack(4, "gemm panels", E, D, H);
+    packed_.router = pack(1, 1, E, D);
+    packed_.w1 = pack(2, E, H, D);
+    packed_.w2 = pack(4, E, D, H);
     if (shared_) {
-      packed_.sw1 = pack(6, "gemm panels", 1, SH, D);
-      packed_.sw2 = pack(8, "gemm panels", 1, D, SH);
+      packed_.sw1 = pack(6, 1, SH, D);
+      packed_.sw2 = pack(8, 1, D, SH);
     }
   }
 

@@ -139,6 +139,10 @@ bool packed_gemm_worth_splitting(int64_t macs) {
   return macs >= (int64_t{1} << 20) && !omp_in_parallel() && omp_get_max_threads() > 1;
 }
 
+std::string pack_gemm_kind(int64_t count, int64_t n, int64_t k) {
+  return "gemm panels " + std::to_string(count) + "x" + std::to_string(n) + "x" + std::to_string(k);
+}
+
 void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu, float* y,
                  int64_t ldy) {
   if (m <= 0 || w.n <= 0) return;

@@ -18,6 +18,7 @@
 //   packed_gemm(m, x, k, {packed.data(), n, k}, bias, /*relu=*/true, y, n);
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "leanai/core/tensor.h"
 
@@ -34,6 +35,8 @@ void pack_gemm_weights(const float* w, int64_t n, int64_t k, float* packed);
 // Packs `count` matrices [n, k] stored back to back (a stack of expert weights
 // [count, n, k]) into one tensor: matrix e starts at e * packed_gemm_floats(n, k).
 Tensor pack_gemm_stack(const float* w, int64_t count, int64_t n, int64_t k);
+// A name for that packing ("gemm panels 16x64x256"), to key shared copies by.
+std::string pack_gemm_kind(int64_t count, int64_t n, int64_t k);
 
 struct PackedGemmWeights {
   const float* panels;

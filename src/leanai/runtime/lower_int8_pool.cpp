@@ -10,19 +10,12 @@ namespace {
 
 using namespace lower;
 
-class Int8MaxPoolStep : public Step {
+class Int8MaxPoolStep : public OneToOneStep {
  public:
   Int8PoolShape shape{};
   bool is_signed = false;
 
-  void bind(Instance& inst) override {
-    src_ = inst.values[reads.at(0)].mem;
-    dst_ = inst.values[writes.at(0)].mem;
-  }
-  void run() override { int8_maxpool_nhwc(shape, is_signed, src_.get_data_handle(), dst_.get_data_handle()); }
-
- private:
-  dnnl::memory src_, dst_;
+  void run() override { int8_maxpool_nhwc(shape, is_signed, src(), dst()); }
 };
 
 }  // namespace

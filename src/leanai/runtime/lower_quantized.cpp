@@ -47,7 +47,7 @@ std::optional<QuantParams> region_params(const Graph& g, int node) {
 
 // Per batch: the source's own params (dynamic mode), the source quantized
 // into plain u8/s8, and the runtime arguments that depend on the params.
-class DynamicQuantizeStep : public Step {
+class DynamicQuantizeStep : public OneToOneStep {
  public:
   QuantParams params;  // dtype fixed; scale and zero point per run
   std::vector<float> w_scale, bias;
@@ -55,15 +55,11 @@ class DynamicQuantizeStep : public Step {
   Tensor zero_point = Tensor::empty({1}, DType::i32);
   Tensor scales, scaled_bias;  // matmul: runtime output scales and b / scale; conv: scales holds s alone
 
-  void bind(Instance& inst) override {
-    src_ = inst.values[reads.at(0)].mem;
-    dst_ = inst.values[writes.at(0)].mem;
-    n_ = shape_numel(inst.values[reads.at(0)].shape);
-  }
   void run() override {
-    const float* x = static_cast<const float*>(src_.get_data_handle());
-    const QuantParams p = dynamic_params(x, n_, params.dtype);
-    quantize_to(x, n_, p, dst_.get_data_handle());
+    const float* x = static_cast<const float*>(src());
+    const int64_t n = shape_numel(src_shape());
+    const QuantParams p = dynamic_params(x, n, params.dtype);
+    quantize_to(x, n, p, dst());
     zero_point.data<int32_t>()[0] = p.zero_point;
     float* s = scales.data<float>();
     if (!matmul) {
@@ -76,10 +72,6 @@ class DynamicQuantizeStep : public Step {
       b[o] = bias[o] / s[o];
     }
   }
-
- private:
-  dnnl::memory src_, dst_;
-  int64_t n_ = 0;
 };
 
 }  // namespace

@@ -13,23 +13,11 @@ namespace {
 
 using namespace lower;
 
-class SmallConvStep : public Step {
+class SmallConvStep : public OneToOneStep {
  public:
   std::shared_ptr<const Int8SmallConv> conv;
 
-  void bind(Instance& inst) override {
-    src_ = inst.values[reads.at(0)].mem;
-    dst_ = inst.values[writes.at(0)].mem;
-    batch_ = inst.values[reads.at(0)].shape[0];
-  }
-  // The source's handle is read per run: the caller's input is re-pointed each time.
-  void run() override {
-    conv->run(static_cast<const float*>(src_.get_data_handle()), batch_, dst_.get_data_handle());
-  }
-
- private:
-  dnnl::memory src_, dst_;
-  int64_t batch_ = 0;
+  void run() override { conv->run(static_cast<const float*>(src()), src_shape()[0], dst()); }
 };
 
 bool cpu_runs_small_conv() {

@@ -15,6 +15,12 @@ void PrimitiveStep::bind(Instance& inst) {
 
 void PrimitiveStep::run() { primitive.execute(cpu_stream(), args); }
 
+void OneToOneStep::bind(Instance& inst) {
+  src_ = inst.values[reads.at(0)].mem;
+  dst_ = inst.values[writes.at(0)].mem;
+  src_shape_ = inst.values[reads.at(0)].shape;
+}
+
 void KernelStep::bind(Instance& inst) {
   inputs_.assign(input_values.size(), Tensor());
   input_ptrs_.clear();

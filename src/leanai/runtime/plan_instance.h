@@ -70,6 +70,22 @@ class Step {
   std::vector<int> reads, writes;  // values
 };
 
+// A step of leanai's own code reading one value and writing one. The handles
+// are read at each run: the caller's input is re-pointed per run.
+class OneToOneStep : public Step {
+ public:
+  void bind(Instance& inst) override;
+
+ protected:
+  const void* src() const { return src_.get_data_handle(); }
+  void* dst() const { return dst_.get_data_handle(); }
+  const Shape& src_shape() const { return src_shape_; }
+
+ private:
+  dnnl::memory src_, dst_;
+  Shape src_shape_;
+};
+
 // One oneDNN primitive with its argument map built once.
 class PrimitiveStep : public Step {
  public:

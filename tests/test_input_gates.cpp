@@ -365,6 +365,7 @@ TEST(InputGatedTraining, LearnsAndRunsInThePlan) {
 // at a small batch, and at one large enough that the blocks split over the
 // threads.
 TEST(BlockGatedLinear, CompiledPlanMatchesTheExecutor) {
+  const int threads = num_threads();
   set_num_threads(2);
   ModelBuilder b({128}, 0);
   b.linear(256).activation("relu").linear(4);
@@ -378,6 +379,7 @@ TEST(BlockGatedLinear, CompiledPlanMatchesTheExecutor) {
     const Tensor want = ex.forward({x}).clone();
     EXPECT_LT(max_abs_diff(want, plan.run(x)), 1e-4) << "batch " << batch;
   }
+  set_num_threads(threads);
 }
 
 }  // namespace

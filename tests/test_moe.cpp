@@ -453,6 +453,7 @@ TEST(MoeOp, PartialGradientsMatchFullOnes) {
 TEST(MoeOp, CompiledPlanMatchesTheExecutor) {
   const test_support::TempDir cache;  // the Plan's kernel choices go here, not to $HOME
   setenv("LEANAI_CACHE_DIR", cache.path().c_str(), 1);
+  const int threads = num_threads();
   set_num_threads(2);
   Graph g = ModelBuilder({64}, 0).linear(64).activation("relu").moe(8, 2, 32, 1).linear(5).finish();
   CompileOptions untimed;
@@ -464,6 +465,7 @@ TEST(MoeOp, CompiledPlanMatchesTheExecutor) {
     const Tensor want = ex.forward({x}).clone();
     EXPECT_LT(test_support::max_abs_diff(want, plan.run(x)), 1e-4) << "batch " << batch;
   }
+  set_num_threads(threads);
   unsetenv("LEANAI_CACHE_DIR");
 }
 

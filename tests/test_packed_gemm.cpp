@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "leanai/core/rng.h"
+#include "leanai/core/threads.h"
 #include "leanai/kernels/packed_gemm.h"
 
 namespace leanai {
@@ -62,6 +63,11 @@ TEST(PackedGemm, EqualsAPlainLoopOnEveryInstructionSet) {
       for (int64_t k : {1, 7, 64}) cases.push_back({m, n, k, (m + n) % 2 == 0, (m + k) % 3 != 0});
   cases.push_back({300, 70, 64, true, true});  // 1.3M multiply-adds: split over threads
   cases.push_back({40, 256, 257, true, false});
+  cases.push_back({0, 5, 3, true, false});  // nothing to write
+  cases.push_back({4, 0, 3, true, false});
+  cases.push_back({3, 5, 0, true, true});   // an empty sum: act(bias)
+  const int threads = num_threads();
+  set_num_threads(2);
   int targets = 0;
   for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
     hwy::SetSupportedTargetsForTest(target);
@@ -72,6 +78,7 @@ TEST(PackedGemm, EqualsAPlainLoopOnEveryInstructionSet) {
                                           << ", bias " << c.bias << ", relu " << c.relu;
   }
   hwy::SetSupportedTargetsForTest(0);  // back to what the CPU has
+  set_num_threads(threads);
   EXPECT_GE(targets, 1);
 }
 

@@ -33,7 +33,8 @@
 // primitives cannot follow; in a compiled Plan, whose weights stay fixed, the
 // packed small-M kernel of packed_gemm.h on weights packed once); the outputs are scaled by the gates and added
 // back per token, in slot order, so a token's result does not depend on
-// where it sits in the batch. Every buffer is sized in prepare.
+// where it sits in the batch (in a compiled Plan, up to the last bits: the
+// packed kernel sums a row in another order when it falls in a tile's tail). Every buffer is sized in prepare.
 #include <algorithm>
 #include <cstring>
 
@@ -232,7 +233,7 @@ class MoeKernel : public OpKernel {
     // Packed experts go one per task over the threads: each GEMM is too small
     // to split well, and on its own thread each expert's weights are read once.
     // (dnnl_sgemm splits its own work, so unpacked experts run in turn.)
-    if (packed_.w1.defined() && packed_gemm_worth_splitting(rows * 2 * D_ * H_)) {
+    if (packed_.w1.defined() && packed_.w2.defined() && packed_gemm_worth_splitting(rows * 2 * D_ * H_)) {
 #pragma omp parallel for schedule(dynamic, 1)
       for (int64_t e = 0; e < E_; ++e) expert(e);
     } else {

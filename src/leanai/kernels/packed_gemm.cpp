@@ -18,10 +18,12 @@ namespace hn = hwy::HWY_NAMESPACE;
 // At most 16 lanes, so a panel is 2 AVX-512 vectors, 4 AVX2 or 8 SSE4 ones.
 using Tag = hn::CappedTag<float, 16>;
 constexpr int kVectors = static_cast<int>(kGemmPanel / hn::MaxLanes(Tag()));
-// Rows per tile: about 12 accumulators (6 rows on AVX-512, 3 on AVX2), enough
-// independent FMAs to hide their latency and few enough to leave registers
-// for the panel's vectors.
-constexpr int kTileRows = kVectors >= 12 ? 1 : 12 / kVectors;
+// Rows per tile: as many accumulators as the registers hold next to the
+// panel's vectors and one broadcast, at most 12 (6 rows on AVX-512 with its
+// 32 registers, 2 on AVX2 with 16): enough independent FMAs to hide their
+// latency without spilling.
+constexpr int kRegisters = kVectors <= 2 ? 32 : 16;  // 16-float vectors: AVX-512
+constexpr int kTileRows = std::max(1, std::min(12, kRegisters - kVectors - 1) / kVectors);
 
 // y rows [0, kRows) x one panel's columns [0, cols), over all of k. With few
 // rows (one, at batch 1) a single set of accumulators would chain each FMA on
@@ -32,7 +34,7 @@ void tile(const float* HWY_RESTRICT x, int64_t ldx, const float* HWY_RESTRICT pa
           const float* HWY_RESTRICT bias, bool relu, float* HWY_RESTRICT y, int64_t ldy, int64_t cols) {
   const Tag d;
   constexpr int64_t N = static_cast<int64_t>(hn::MaxLanes(Tag()));
-  constexpr int kSplit = kRows * kVectors >= 8 ? 1 : 8 / (kRows * kVectors);
+  constexpr int kSplit = (8 + kRows * kVectors - 1) / (kRows * kVectors);  // 8 accumulators at least
   using V = hn::Vec<Tag>;
   V acc[kSplit][kRows][kVectors];
   for (int v = 0; v < kVectors; ++v) {

@@ -572,9 +572,18 @@ class Lowering : public LoweringContext {
     }
     const Shape y = step->kernel->prepare(shapes, false);
     check(step->kernel->out_dtype() == DType::f32, "plan: op '" + n.op + "' has a non-f32 output");
+    // The weights the step reads: the packed copies the kernel makes, and the
+    // parameters it still reads in place.
+    std::set<const void*> packed_sources;
     step->kernel->freeze_params(Inputs(step->params.begin(), step->params.end()),
-                                [this](const Tensor& source, const std::string& kind,
-                                       const std::function<Tensor()>& make) { return weights_.derived(source, kind, make); });
+                                [&](const Tensor& source, const std::string& kind, const std::function<Tensor()>& make) {
+                                  Tensor t = weights_.derived(source, kind, make);
+                                  packed_sources.insert(source.raw());
+                                  weight_bytes_ += static_cast<int64_t>(t.nbytes());
+                                  return t;
+                                });
+    for (const Tensor* p : step->params)
+      if (p && !packed_sources.count(p->raw())) weight_bytes_ += static_cast<int64_t>(p->nbytes());
     const int out = new_value(y, plain_desc(y));
     step->writes = {out};
     step->info = {node_name(n), "kernel:" + n.op, "leanai kernel, plain layout"};

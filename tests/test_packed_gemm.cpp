@@ -7,6 +7,7 @@
 
 #include <hwy/targets.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -80,6 +81,26 @@ TEST(PackedGemm, EqualsAPlainLoopOnEveryInstructionSet) {
   hwy::SetSupportedTargetsForTest(0);  // back to what the CPU has
   set_num_threads(threads);
   EXPECT_GE(targets, 1);
+}
+
+// packed_gemm_rows reads rows by index (repeats allowed): the same bits as
+// packed_gemm on those rows copied together.
+TEST(PackedGemm, RowsByIndexEqualTheRowsCopiedTogether) {
+  const int64_t n = 40, k = 19, ldx = k + 2;
+  const std::vector<int64_t> rows = {9, 0, 3, 3, 7, 1, 8, 2, 9};
+  const int64_t m = static_cast<int64_t>(rows.size());
+  Rng rng(3);
+  std::vector<float> x(10 * ldx), w(n * k), b(n), gathered(m * k);
+  for (float& v : x) v = rng.uniform(-1.0f, 1.0f);
+  for (float& v : w) v = rng.uniform(-1.0f, 1.0f);
+  for (float& v : b) v = rng.uniform(-1.0f, 1.0f);
+  for (int64_t i = 0; i < m; ++i) std::copy_n(x.data() + rows[i] * ldx, k, gathered.data() + i * k);
+  std::vector<float> packed(packed_gemm_floats(n, k)), by_index(m * n), copied(m * n);
+  pack_gemm_weights(w.data(), n, k, packed.data());
+  packed_gemm_rows(m, x.data(), ldx, rows.data(), {packed.data(), n, k}, b.data(), true, by_index.data(), n);
+  packed_gemm(m, gathered.data(), k, {packed.data(), n, k}, b.data(), true, copied.data(), n);
+  EXPECT_EQ(by_index, copied);
+  EXPECT_NE(by_index, std::vector<float>(m * n, 0.0f));
 }
 
 TEST(PackedGemm, PackingLaysOutTransposedPanelsPaddedWithZeros) {

@@ -91,24 +91,31 @@ class BlockGatedLinearKernel : public OpKernel {
                 blocks_, in_, nullptr, false, scores_.data(), blocks_);
     choose_blocks();
     group_by_block();
-    // Gather each entry's input row, grouped by block.
     const int64_t entries = rows_ * top_k_, d = in_;
+    const bool packed = packed_w_.defined();
     float* xg = xg_.data();
     const int64_t* row_of = row_of_.data();
+    // dnnl_sgemm needs each block's rows together: gather them (the packed
+    // kernel reads them in place).
+    if (!packed) {
 #pragma omp parallel for if (entries * d > kParallelMinElements)
-    for (int64_t e = 0; e < entries; ++e) std::copy_n(x + row_of[e] * d, d, xg + e * d);
+      for (int64_t e = 0; e < entries; ++e) std::copy_n(x + row_of[e] * d, d, xg + e * d);
+    }
     // One GEMM per non-empty block: h = x_rows @ W_b^T + bias_b.
     auto block = [&](int64_t b) {
       const int64_t first = start_[b], count = start_[b + 1] - first;
       if (count == 0) return;
-      const float* packed =
-          packed_w_.defined() ? packed_w_.data<float>() + b * packed_gemm_floats(size_, in_) : nullptr;
-      linear_rows(count, xg + first * in_, in_, w + b * size_ * in_, packed, size_, in_, bias + b * size_, false,
-                  hg_.data() + first * size_, size_);
+      float* h = hg_.data() + first * size_;
+      if (packed) {
+        const PackedGemmWeights wb{packed_w_.data<float>() + b * packed_gemm_floats(size_, d), size_, d};
+        packed_gemm_rows(count, x, d, row_of + first, wb, bias + b * size_, false, h, size_);
+      } else {
+        linear_rows(count, xg + first * d, d, w + b * size_ * d, nullptr, size_, d, bias + b * size_, false, h, size_);
+      }
     };
     // Packed blocks go one per task over the threads: each block's weights are
     // then read once, by one thread. (dnnl_sgemm splits its own work.)
-    if (packed_w_.defined() && packed_gemm_worth_splitting(entries * d * size_)) {
+    if (packed && packed_gemm_worth_splitting(entries * d * size_)) {
 #pragma omp parallel for schedule(dynamic, 1)
       for (int64_t b = 0; b < blocks_; ++b) block(b);
     } else {

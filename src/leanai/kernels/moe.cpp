@@ -125,6 +125,7 @@ class MoeKernel : public OpKernel {
     capacity_ = expert_capacity(capacity_factor_, N_, E_, top_k_);
     const int64_t rows = N_ * top_k_;
     xg_.resize(rows * D_);
+    token_of_.resize(rows);
     hg_.resize(rows * H_);
     og_.resize(rows * D_);
     hs_.resize(N_ * SH_);
@@ -219,15 +220,25 @@ class MoeKernel : public OpKernel {
   void run_experts(const float* x, const float* w1, const float* b1, const float* w2, const float* b2) {
     const int64_t rows = routing_.pairs(), k = top_k_, D = D_;
     const int32_t* pair = routing_.pair.data();
-    float* xg = xg_.data();
+    const bool packed_w1 = packed_.w1.defined();
+    // The packed kernel reads each expert's tokens in place, by index;
+    // dnnl_sgemm needs them copied together (xg_, also kept for backward).
+    if (packed_w1) {
+      for (int64_t q = 0; q < rows; ++q) token_of_[q] = pair[q] / k;
+    } else {
+      float* xg = xg_.data();
 #pragma omp parallel for if (rows * D > kParallelMinElements)
-    for (int64_t q = 0; q < rows; ++q) std::memcpy(xg + q * D, x + (pair[q] / k) * D, D * sizeof(float));
+      for (int64_t q = 0; q < rows; ++q) std::memcpy(xg + q * D, x + (pair[q] / k) * D, D * sizeof(float));
+    }
     auto expert = [&](int64_t e) {
       const int64_t m = routing_.kept[e], q0 = routing_.begin[e];
       if (m == 0) return;
       float* h = hg_.data() + q0 * H_;
       float* o = og_.data() + q0 * D_;
-      linear_rows(m, xg + q0 * D_, D_, w1 + e * H_ * D_, packed(packed_.w1, e, H_, D_), H_, D_, b1 + e * H_, true, h, H_);
+      if (packed_w1)
+        packed_gemm_rows(m, x, D_, token_of_.data() + q0, {packed(packed_.w1, e, H_, D_), H_, D_}, b1 + e * H_, true, h, H_);
+      else
+        linear_rows(m, xg_.data() + q0 * D_, D_, w1 + e * H_ * D_, nullptr, H_, D_, b1 + e * H_, true, h, H_);
       linear_rows(m, h, H_, w2 + e * D_ * H_, packed(packed_.w2, e, D_, H_), D_, H_, b2 + e * D_, false, o, D_);
     };
     // Packed experts go one per task over the threads: each GEMM is too small
@@ -349,6 +360,7 @@ class MoeKernel : public OpKernel {
   } packed_;
   // Rows grouped by expert (routing_.pair order), N * top_k of each.
   std::vector<float> xg_, hg_, og_, dog_, dhg_;
+  std::vector<int64_t> token_of_;        // packed path: the token each grouped row reads
   std::vector<float> hs_, dhs_;          // shared hidden [N, SH] and its gradient
   std::vector<float> dgate_, dlogits_;   // [N, top_k], [N, E]
 };

@@ -30,7 +30,7 @@ constexpr int kTileRows = std::max(1, std::min(12, kRegisters - kVectors - 1) / 
 // the last one's result, so k is then split into kSplit interleaved partial
 // sums (8 accumulators at least), added at the end.
 template <int kRows>
-void tile(const float* HWY_RESTRICT x, int64_t ldx, const float* HWY_RESTRICT panel, int64_t k,
+void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, int64_t k,
           const float* HWY_RESTRICT bias, bool relu, float* HWY_RESTRICT y, int64_t ldy, int64_t cols) {
   const Tag d;
   constexpr int64_t N = static_cast<int64_t>(hn::MaxLanes(Tag()));
@@ -49,7 +49,7 @@ void tile(const float* HWY_RESTRICT x, int64_t ldx, const float* HWY_RESTRICT pa
     V w[kVectors];
     for (int v = 0; v < kVectors; ++v) w[v] = hn::LoadU(d, panel + p * kGemmPanel + v * N);
     for (int r = 0; r < kRows; ++r) {
-      const V a = hn::Set(d, x[r * ldx + p]);
+      const V a = hn::Set(d, x[r][p]);
       for (int v = 0; v < kVectors; ++v) acc[s][r][v] = hn::MulAdd(a, w[v], acc[s][r][v]);
     }
   };
@@ -74,18 +74,23 @@ void tile(const float* HWY_RESTRICT x, int64_t ldx, const float* HWY_RESTRICT pa
 }
 
 template <int kRows>
-void rows_tail(int64_t rows, const float* x, int64_t ldx, const float* panel, int64_t k, const float* bias, bool relu,
+void rows_tail(int64_t rows, const float* const* x, const float* panel, int64_t k, const float* bias, bool relu,
                float* y, int64_t ldy, int64_t cols) {
   if constexpr (kRows > 0) {
-    if (rows == kRows) return tile<kRows>(x, ldx, panel, k, bias, relu, y, ldy, cols);
-    rows_tail<kRows - 1>(rows, x, ldx, panel, k, bias, relu, y, ldy, cols);
+    if (rows == kRows) return tile<kRows>(x, panel, k, bias, relu, y, ldy, cols);
+    rows_tail<kRows - 1>(rows, x, panel, k, bias, relu, y, ldy, cols);
   }
 }
 
-// Rows [r0, r1) of y, panels [p0, p1).
-void PackedGemmBlock(const float* x, int64_t ldx, const float* panels, int64_t n, int64_t k, const float* bias,
-                     bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
+// Rows [r0, r1) of y, panels [p0, p1). Row i reads x row rows[i] (i when rows is null).
+void PackedGemmBlock(const float* x, int64_t ldx, const int64_t* rows, const float* panels, int64_t n, int64_t k,
+                     const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t p0,
+                     int64_t p1) {
   HWY_ALIGN float panel_bias[kGemmPanel];
+  const float* x_rows[kTileRows];
+  auto point_rows = [&](int64_t first, int64_t count) {
+    for (int64_t i = 0; i < count; ++i) x_rows[i] = x + (rows ? rows[first + i] : first + i) * ldx;
+  };
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t j0 = p * kGemmPanel, cols = std::min(kGemmPanel, n - j0);
     const float* b = nullptr;
@@ -96,9 +101,14 @@ void PackedGemmBlock(const float* x, int64_t ldx, const float* panels, int64_t n
     }
     const float* panel = panels + p * k * kGemmPanel;
     int64_t r = r0;
-    for (; r + kTileRows <= r1; r += kTileRows)
-      tile<kTileRows>(x + r * ldx, ldx, panel, k, b, relu, y + r * ldy + j0, ldy, cols);
-    if (r < r1) rows_tail<kTileRows - 1>(r1 - r, x + r * ldx, ldx, panel, k, b, relu, y + r * ldy + j0, ldy, cols);
+    for (; r + kTileRows <= r1; r += kTileRows) {
+      point_rows(r, kTileRows);
+      tile<kTileRows>(x_rows, panel, k, b, relu, y + r * ldy + j0, ldy, cols);
+    }
+    if (r < r1) {
+      point_rows(r, r1 - r);
+      rows_tail<kTileRows - 1>(r1 - r, x_rows, panel, k, b, relu, y + r * ldy + j0, ldy, cols);
+    }
   }
 }
 
@@ -147,18 +157,23 @@ std::string pack_gemm_kind(int64_t count, int64_t n, int64_t k) {
 
 void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu, float* y,
                  int64_t ldy) {
+  packed_gemm_rows(m, x, ldx, nullptr, w, bias, relu, y, ldy);
+}
+
+void packed_gemm_rows(int64_t m, const float* x, int64_t ldx, const int64_t* rows, PackedGemmWeights w,
+                      const float* bias, bool relu, float* y, int64_t ldy) {
   if (m <= 0 || w.n <= 0) return;
   const int64_t panels = panel_count(w.n);
   auto block = HWY_DYNAMIC_DISPATCH(PackedGemmBlock);
   if (!packed_gemm_worth_splitting(m * w.n * w.k))
-    return block(x, ldx, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, panels);
+    return block(x, ldx, rows, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, panels);
   // Items of 24 rows (a multiple of every target's tile height) x one panel.
   constexpr int64_t kRowsPerItem = 24;
   const int64_t row_items = (m + kRowsPerItem - 1) / kRowsPerItem;
 #pragma omp parallel for schedule(static)
   for (int64_t item = 0; item < row_items * panels; ++item) {
     const int64_t r0 = (item / panels) * kRowsPerItem, p = item % panels;
-    block(x, ldx, w.panels, w.n, w.k, bias, relu, y, ldy, r0, std::min(m, r0 + kRowsPerItem), p, p + 1);
+    block(x, ldx, rows, w.panels, w.n, w.k, bias, relu, y, ldy, r0, std::min(m, r0 + kRowsPerItem), p, p + 1);
   }
 }
 

@@ -55,4 +55,10 @@ bool packed_gemm_worth_splitting(int64_t macs);
 void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu, float* y,
                  int64_t ldy);
 
+// The same with the rows of x picked by index: row i of y reads x row
+// rows[i]. The sparse layers' experts and blocks read their tokens in place
+// this way, without first copying them together.
+void packed_gemm_rows(int64_t m, const float* x, int64_t ldx, const int64_t* rows, PackedGemmWeights w,
+                      const float* bias, bool relu, float* y, int64_t ldy);
+
 }  // namespace leanai

@@ -160,6 +160,21 @@ void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, co
   packed_gemm_rows(m, x, ldx, nullptr, w, bias, relu, y, ldy);
 }
 
+void packed_gemm_by_panels(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu,
+                           float* y, int64_t ldy) {
+  if (m <= 0 || w.n <= 0) return;
+  const int64_t panels = panel_count(w.n);
+  auto block = HWY_DYNAMIC_DISPATCH(PackedGemmBlock);
+  if (panels < 2 || omp_in_parallel() || omp_get_max_threads() == 1)
+    return block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, panels);
+#pragma omp parallel
+  {
+    const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+    const int64_t p0 = panels * t / threads, p1 = panels * (t + 1) / threads;
+    if (p0 < p1) block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, p0, p1);
+  }
+}
+
 void packed_gemm_rows(int64_t m, const float* x, int64_t ldx, const int64_t* rows, PackedGemmWeights w,
                       const float* bias, bool relu, float* y, int64_t ldy) {
   if (m <= 0 || w.n <= 0) return;

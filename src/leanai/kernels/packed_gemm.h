@@ -55,6 +55,13 @@ bool packed_gemm_worth_splitting(int64_t macs);
 void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu, float* y,
                  int64_t ldy);
 
+// For a few rows (batch 1), where streaming the weights is the cost: the
+// output panels split over the threads (outside a parallel region), each
+// thread always the same panels, so each core keeps its share of the weights
+// in its own cache from one call to the next.
+void packed_gemm_by_panels(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu,
+                           float* y, int64_t ldy);
+
 // The same with the rows of x picked by index: row i of y reads x row
 // rows[i]. The sparse layers' experts and blocks read their tokens in place
 // this way, without first copying them together.

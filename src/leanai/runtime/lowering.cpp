@@ -5,6 +5,7 @@
 // u8/s8/bf16 reach other ops through input_of(), which converts them to f32.
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <map>
 #include <set>
 
@@ -15,6 +16,7 @@
 #include "leanai/kernels/post_ops.h"
 #include "leanai/kernels/weight_storage.h"
 #include "leanai/runtime/kernel_choice.h"
+#include "leanai/runtime/lower_packed_linear.h"
 #include "leanai/runtime/lower_quantized.h"
 #include "leanai/runtime/plan_instance.h"
 
@@ -363,20 +365,25 @@ class Lowering : public LoweringContext {
     auto ip_pd = dnnl::inner_product_forward::primitive_desc(ip_desc, attr, cpu_engine());
     // Candidate 2 (2-D input only): matmul with W read as [in, out].
     dnnl::matmul::primitive_desc mm_pd;
-    int choice = 0;
     if (!spatial) {
       const md wt_any({in_features, out_features}, dt::f32, tag::any);
       auto mm_desc = bias ? dnnl::matmul::desc(plain_desc(xs), wt_any, md({1, out_features}, dt::f32, tag::ab), plain_desc(y))
                           : dnnl::matmul::desc(plain_desc(xs), wt_any, plain_desc(y));
       mm_pd = dnnl::matmul::primitive_desc(mm_desc, attr, cpu_engine());
-      choice = choose_linear(n, ip_pd, mm_pd, xs, y, bias);
     }
-    x = as_layout(x, choice == 0 ? ip_pd.src_desc() : mm_pd.src_desc(), node_name(n));
-    const md dst_desc = choice == 0 ? ip_pd.dst_desc() : mm_pd.dst_desc();
+    // Candidate 3 (a few rows in plain order): leanai's packed GEMM.
+    const bool packed_ok = lower::packed_linear_applies(*this, n, x);
+    const std::string choice = spatial && !packed_ok ? "inner_product" : choose_linear(n, ip_pd, mm_pd, x, y, bias, packed_ok);
+    if (choice == "packed") {
+      node_value_[n.id] = lower::lower_packed_linear(*this, n, x);
+      return;
+    }
+    x = as_layout(x, choice == "inner_product" ? ip_pd.src_desc() : mm_pd.src_desc(), node_name(n));
+    const md dst_desc = choice == "inner_product" ? ip_pd.dst_desc() : mm_pd.dst_desc();
     const int out = fused.add_values.empty() ? new_value(y, dst_desc)
                                              : sum_destination(n, fused.add_values[0], dst_desc);
     PrimitiveStep* s;
-    if (choice == 0) {
+    if (choice == "inner_product") {
       s = &add_primitive(dnnl::inner_product_forward(ip_pd), ip_pd.scratchpad_desc(), node_name(n), "linear",
                          std::string("inner_product ") + ip_pd.impl_info_str() + (spatial ? ", reads blocked 4-D" : "") +
                              post_op_note(n));
@@ -398,19 +405,29 @@ class Lowering : public LoweringContext {
     node_value_[n.id] = out;
   }
 
-  // Times both linear kernels on scratch memory of the real shapes.
-  int choose_linear(const Node& n, const dnnl::inner_product_forward::primitive_desc& ip,
-                    const dnnl::matmul::primitive_desc& mm, const Shape& xs, const Shape& y, bool bias) {
+  // Times the linear kernels that apply (inner product; matmul for a 2-D
+  // source; the packed GEMM for a few rows) on scratch memory of the real
+  // shapes; returns the name of the faster. LEANAI_LINEAR_KERNEL names one to
+  // take without timing, where it applies.
+  std::string choose_linear(const Node& n, const dnnl::inner_product_forward::primitive_desc& ip,
+                            const dnnl::matmul::primitive_desc& mm, int x, const Shape& y, bool bias, bool packed) {
+    const Shape& xs = val(x).shape;
     auto args = [&](auto& pd) {
       std::vector<std::pair<int, md>> a = {{DNNL_ARG_SRC, pd.src_desc()}, {DNNL_ARG_WEIGHTS, pd.weights_desc()},
                                            {DNNL_ARG_DST, pd.dst_desc()}, {DNNL_ARG_SCRATCHPAD, pd.scratchpad_desc()}};
       if (bias) a.push_back({DNNL_ARG_BIAS, pd.bias_desc()});
       return a;
     };
-    const std::string key = "linear " + shape_str(xs) + " -> " + shape_str(y) + (bias ? " bias" : "") + post_op_note(n);
-    return choose_kernel(key, {scratch_candidate("inner_product", dnnl::inner_product_forward(ip), args(ip), md(), md()),
-                               scratch_candidate("matmul", dnnl::matmul(mm), args(mm), md(), md())},
-                         tune_);
+    std::vector<KernelCandidate> candidates = {
+        scratch_candidate("inner_product", dnnl::inner_product_forward(ip), args(ip), md(), md())};
+    if (xs.size() == 2) candidates.push_back(scratch_candidate("matmul", dnnl::matmul(mm), args(mm), md(), md()));
+    if (packed) candidates.push_back(lower::packed_linear_candidate(*this, n, x));
+    if (const char* forced = std::getenv("LEANAI_LINEAR_KERNEL"); forced && *forced)
+      for (const KernelCandidate& c : candidates)
+        if (c.name == forced) return c.name;
+    const std::string key = "linear " + shape_str(xs) + " -> " + shape_str(y) + (bias ? " bias" : "") +
+                            post_op_note(n) + (packed ? " or packed" : "");
+    return candidates[choose_kernel(key, candidates, tune_)].name;
   }
 
   // A candidate running `prim` on zeroed scratch memory of the given

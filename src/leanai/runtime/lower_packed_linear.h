@@ -1,0 +1,23 @@
+// An f32 linear layer on a few rows through leanai's packed GEMM: a
+// candidate the lowering times against oneDNN's (lower_packed_linear.cpp).
+// LEANAI_LINEAR_KERNEL=packed|inner_product|matmul skips the timing and takes
+// that kernel where it applies (for tests and reproducible comparisons).
+#pragma once
+#include "leanai/runtime/kernel_choice.h"
+#include "leanai/runtime/lower_quantized.h"
+
+namespace leanai::runtime::lower {
+
+// Batch 1 and small chunks: where the weights' streaming is the cost.
+constexpr int64_t kPackedLinearMaxRows = 4;
+
+// Whether the packed kernel can run linear node n on value x: f32 parameter
+// weights, at most a ReLU fused, x in plain row order (2-D, or a 4-D flatten
+// stored as NCHW), at most kPackedLinearMaxRows rows.
+bool packed_linear_applies(LoweringContext& c, const Node& n, int x);
+// The kernel on zeroed rows of the layer's shapes, for timing.
+KernelCandidate packed_linear_candidate(LoweringContext& c, const Node& n, int x);
+// Adds the step; returns the output value ([rows, out], plain).
+int lower_packed_linear(LoweringContext& c, const Node& n, int x);
+
+}  // namespace leanai::runtime::lower

@@ -103,6 +103,29 @@ TEST(PackedGemm, RowsByIndexEqualTheRowsCopiedTogether) {
   EXPECT_NE(by_index, std::vector<float>(m * n, 0.0f));
 }
 
+// packed_gemm_by_panels (batch 1: the panels split over the threads) gives
+// the same bits as packed_gemm, the work split or not.
+TEST(PackedGemm, PanelsSplitOverThreadsGiveTheSameBits) {
+  const int threads = num_threads();
+  set_num_threads(2);
+  for (int64_t n : {200, 20}) {  // 80 KB of weights: split; 8 KB: one thread
+    const int64_t k = 100;
+    Rng rng(static_cast<uint64_t>(n));
+    std::vector<float> x(4 * k), w(n * k), b(n), packed(packed_gemm_floats(n, k));
+    for (float& v : x) v = rng.uniform(-1.0f, 1.0f);
+    for (float& v : w) v = rng.uniform(-1.0f, 1.0f);
+    for (float& v : b) v = rng.uniform(-1.0f, 1.0f);
+    pack_gemm_weights(w.data(), n, k, packed.data());
+    for (int64_t m = 1; m <= 4; ++m) {
+      std::vector<float> split(m * n), whole(m * n);
+      packed_gemm_by_panels(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, split.data(), n);
+      packed_gemm(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, whole.data(), n);
+      EXPECT_EQ(split, whole) << "m " << m << ", n " << n;
+    }
+  }
+  set_num_threads(threads);
+}
+
 TEST(PackedGemm, PackingLaysOutTransposedPanelsPaddedWithZeros) {
   const int64_t n = 33, k = 2;
   std::vector<float> w(n * k);

@@ -153,19 +153,20 @@ TEST(Plan, RunsOpsWithoutALoweringThroughTheirKernel) {
 
 // The packed GEMM lowering of a linear layer on a few rows (batch 1),
 // forced: flatten of a 4-D input read in place, bias and ReLU fused, no bias,
-// more outputs than one 32-wide panel (so the threads split them), and a
+// 70 outputs (3 panels of 32) x 260 inputs (over 64 KB: the threads split
+// the panels), and a
 // batch above kPackedLinearMaxRows, where oneDNN's kernels run instead.
 TEST(Plan, PackedLinearAtSmallBatchMatchesTheExecutor) {
   setenv("LEANAI_LINEAR_KERNEL", "packed", 1);
   Graph g;
   NetBuilder b(g, 9);
-  const int x = g.add_input("input", {2, 6, 7});
+  const int x = g.add_input("input", {2, 10, 13});
   int y = g.add("flatten", {x});
-  y = g.add("relu", {g.add("linear", {y, b.param("fc1.weight", {70, 84}, 0.2f), b.param("fc1.bias", {70}, 0.1f)})});
+  y = g.add("relu", {g.add("linear", {y, b.param("fc1.weight", {70, 260}, 0.1f), b.param("fc1.bias", {70}, 0.1f)})});
   y = g.add("linear", {y, b.param("fc2.weight", {33, 70}, 0.2f)});
   g.set_output(g.add("linear", {y, b.param("fc3.weight", {5, 33}, 0.2f), b.param("fc3.bias", {5}, 0.1f)}));
   for (int64_t batch : {1, 3, 9}) {
-    EXPECT_LT(plan_vs_executor(g, random_tensor({batch, 2, 6, 7}, static_cast<uint64_t>(batch))), kTolerance)
+    EXPECT_LT(plan_vs_executor(g, random_tensor({batch, 2, 10, 13}, static_cast<uint64_t>(batch))), kTolerance)
         << "batch " << batch;
     Plan plan(g);
     int packed = 0;

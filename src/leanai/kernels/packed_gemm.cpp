@@ -165,7 +165,10 @@ void packed_gemm_by_panels(int64_t m, const float* x, int64_t ldx, PackedGemmWei
   if (m <= 0 || w.n <= 0) return;
   const int64_t panels = panel_count(w.n);
   auto block = HWY_DYNAMIC_DISPATCH(PackedGemmBlock);
-  if (panels < 2 || omp_in_parallel() || omp_get_max_threads() == 1)
+  // Below 64 KB of weights (under a microsecond to stream) waking the threads costs more.
+  constexpr int64_t kSplitMinWeightBytes = 64 << 10;
+  const bool split = panels >= 2 && w.n * w.k * static_cast<int64_t>(sizeof(float)) >= kSplitMinWeightBytes;
+  if (!split || omp_in_parallel() || omp_get_max_threads() == 1)
     return block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, panels);
 #pragma omp parallel
   {

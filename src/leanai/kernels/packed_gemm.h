@@ -6,7 +6,10 @@
 // count every call, so fixed-shape oneDNN primitives do not fit, and
 // dnnl_sgemm repacks W on every call: on a 16 x 64 x 256 expert GEMM the
 // packing costs as much as the multiply. In a compiled Plan the weights do not
-// change, so they are packed once here and each call only multiplies.
+// change, so they are packed once here and each call only multiplies. The Plan
+// also times it against oneDNN for linear layers at batch 1-4
+// (runtime/lower_packed_linear.cpp), where packed_gemm_by_panels splits a
+// layer's outputs over the cores.
 //
 // Layout: W is cut into panels of kGemmPanel outputs; a panel stores its
 // outputs' weights transposed, k rows of kGemmPanel floats (zeros past n), so

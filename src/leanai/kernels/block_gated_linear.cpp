@@ -107,8 +107,8 @@ class BlockGatedLinearKernel : public OpKernel {
       if (count == 0) return;
       float* h = hg_.data() + first * size_;
       if (packed) {
-        const PackedGemmWeights wb{packed_w_.data<float>() + b * packed_gemm_floats(size_, d), size_, d};
-        packed_gemm_rows(count, x, d, row_of + first, wb, bias + b * size_, false, h, size_);
+        packed_gemm_rows(count, x, d, row_of + first, packed_gemm_matrix(packed_w_, b, size_, d), bias + b * size_,
+                         false, h, size_);
       } else {
         linear_rows(count, xg + first * d, d, w + b * size_ * d, nullptr, size_, d, bias + b * size_, false, h, size_);
       }

@@ -27,14 +27,16 @@
 // as if the loss were added to whatever the output feeds.
 //
 // Execution: the router is one GEMM; the chosen (token, expert) pairs are
-// grouped by expert with a counting sort (moe_grouping.h); each expert's
-// tokens are gathered into one contiguous block and run as one GEMM per layer
-// (dnnl_sgemm: the block sizes change every batch, which fixed-shape
-// primitives cannot follow; in a compiled Plan, whose weights stay fixed, the
-// packed small-M kernel of packed_gemm.h on weights packed once); the outputs are scaled by the gates and added
-// back per token, in slot order, so a token's result does not depend on
-// where it sits in the batch (in a compiled Plan, up to the last bits: the
-// packed kernel sums a row in another order when it falls in a tile's tail). Every buffer is sized in prepare.
+// grouped by expert with a counting sort (moe_grouping.h); each expert runs
+// its tokens as one GEMM per layer. The block sizes change every batch, which
+// fixed-shape primitives cannot follow, so: in training, dnnl_sgemm on the
+// expert's tokens gathered into one contiguous block; in a compiled Plan,
+// whose weights stay fixed, the packed small-M kernel of packed_gemm.h on
+// weights packed once, reading the tokens in place. The outputs are scaled by
+// the gates and added back per token, in slot order, so a token's result does
+// not depend on where it sits in the batch (in a compiled Plan, up to the last
+// bits: the packed kernel sums a row in another order when it falls in a
+// tile's tail). Every buffer is sized in prepare.
 #include <algorithm>
 #include <cstring>
 
@@ -204,7 +206,7 @@ class MoeKernel : public OpKernel {
 
   // Matrix e [n, k] of a packed stack, or null when not packed (linear_rows then uses dnnl_sgemm).
   static const float* packed(const Tensor& stack, int64_t e, int64_t n, int64_t k) {
-    return stack.defined() ? stack.data<float>() + e * packed_gemm_floats(n, k) : nullptr;
+    return stack.defined() ? packed_gemm_matrix(stack, e, n, k).panels : nullptr;
   }
 
   // Logits, affinities, the top-k choice and the grouping by expert.
@@ -236,7 +238,8 @@ class MoeKernel : public OpKernel {
       float* h = hg_.data() + q0 * H_;
       float* o = og_.data() + q0 * D_;
       if (packed_w1)
-        packed_gemm_rows(m, x, D_, token_of_.data() + q0, {packed(packed_.w1, e, H_, D_), H_, D_}, b1 + e * H_, true, h, H_);
+        packed_gemm_rows(m, x, D_, token_of_.data() + q0, packed_gemm_matrix(packed_.w1, e, H_, D_), b1 + e * H_, true,
+                         h, H_);
       else
         linear_rows(m, xg_.data() + q0 * D_, D_, w1 + e * H_ * D_, nullptr, H_, D_, b1 + e * H_, true, h, H_);
       linear_rows(m, h, H_, w2 + e * D_ * H_, packed(packed_.w2, e, D_, H_), D_, H_, b2 + e * D_, false, o, D_);

@@ -51,6 +51,11 @@ struct PackedGemmWeights {
 // 30 us of work on one core at least (waking the pool costs a few us).
 bool packed_gemm_worth_splitting(int64_t macs);
 
+// Matrix e [n, k] of a stack packed by pack_gemm_stack.
+inline PackedGemmWeights packed_gemm_matrix(const Tensor& stack, int64_t e, int64_t n, int64_t k) {
+  return {stack.data<float>() + e * packed_gemm_floats(n, k), n, k};
+}
+
 // y[i, j] = act(sum_p x[i, p] w[j, p] + bias[j]) for i < m, j < n; bias may be
 // null (no bias), act is ReLU or the identity. ldx and ldy are row strides.
 // Splits over the thread pool when called outside a parallel region with

@@ -12,6 +12,7 @@
 #include "leanai/core/error.h"
 #include "leanai/core/threads.h"
 #include "leanai/graph/executor.h"
+#include "leanai/graph/passes/compact_gates.h"
 #include "leanai/hw/parallel_strategy.h"
 #include "leanai/runtime/benchmark.h"
 #include "leanai/runtime/plan.h"
@@ -39,6 +40,7 @@ struct Row {
   int64_t batch;
   LatencyStats stats;
   double memory_mb;
+  double flops_per_sample;  // what this runner computes (active FLOPs for the plan)
   double gflops;
 };
 
@@ -69,7 +71,7 @@ Row bench_plan(const BenchOptions& o, int64_t batch, double flops, const TimingS
     time_runs([&] { plan->run(x); }, batch, quick);
     *layer_times = plan->steps(batch);
   }
-  return {"leanai", batch, s, mb, flops * s.samples_per_s / 1e9};
+  return {"leanai", batch, s, mb, flops, flops * s.samples_per_s / 1e9};
 }
 
 Row bench_executor(const BenchOptions& o, int64_t batch, double flops, const TimingSettings& t) {
@@ -79,14 +81,15 @@ Row bench_executor(const BenchOptions& o, int64_t batch, double flops, const Tim
   Executor ex(g);
   LatencyStats s = time_runs([&] { ex.forward({x}); }, batch, t);
   const double mb = static_cast<double>(heap_bytes_in_use() - heap0 - static_cast<int64_t>(x.nbytes())) / 1048576.0;
-  return {"unoptimized", batch, s, mb, flops * s.samples_per_s / 1e9};
+  return {"unoptimized", batch, s, mb, flops, flops * s.samples_per_s / 1e9};
 }
 
 json row_json(const BenchOptions& o, const Row& r) {
   return {{"model", o.model},         {"runner", r.runner},        {"batch", r.batch},
           {"threads", num_threads()}, {"p50_ms", r.stats.p50_ms},  {"p90_ms", r.stats.p90_ms},
           {"p99_ms", r.stats.p99_ms}, {"mean_ms", r.stats.mean_ms}, {"runs", r.stats.runs},
-          {"samples_per_s", r.stats.samples_per_s}, {"gflops", r.gflops}, {"memory_mb", r.memory_mb}};
+          {"samples_per_s", r.stats.samples_per_s}, {"flops_per_sample", r.flops_per_sample},
+          {"gflops", r.gflops}, {"memory_mb", r.memory_mb}};
 }
 
 void print_row(const Row& r) {
@@ -140,18 +143,26 @@ void run_bench(const BenchOptions& o) {
   apply_threads(o.threads);
   check(o.seconds > 0 && o.seconds <= 600, "--seconds must be in (0, 600]");
   Shape batches = parse_shape(o.batches, "--batch");
-  const double flops = flops_per_sample(load_model_graph(o.model, o.input_shape, o.classes));
+  // The Executor runs every neuron of a gated model (masking the off ones);
+  // the compiled plan runs its compacted form, so its GFLOP/s count only that.
+  const Graph graph = load_model_graph(o.model, o.input_shape, o.classes);
+  const double flops = flops_per_sample(graph);
+  const double active_flops = active_flops_per_sample(graph);
   TimingSettings t;
   t.max_seconds = o.seconds;
   t.max_runs = o.runs;
   if (!o.json) {
-    std::printf("%s: %.2f MFLOP per sample, %d threads\n", o.model.c_str(), flops / 1e6, num_threads());
+    if (active_flops < flops)
+      std::printf("%s: %.2f MFLOP per sample, %.3f active (gated-off neurons not run), %d threads\n", o.model.c_str(),
+                  flops / 1e6, active_flops / 1e6, num_threads());
+    else
+      std::printf("%s: %.2f MFLOP per sample, %d threads\n", o.model.c_str(), flops / 1e6, num_threads());
     std::printf("%-6s %-12s %9s %9s %9s %12s %8s %10s\n", "batch", "runner", "p50 ms", "p90 ms", "p99 ms",
                 "samples/s", "GFLOP/s", "memory MB");
   }
   for (int64_t batch : batches) {
     std::vector<PlanStep> layer_times;
-    Row after = bench_plan(o, batch, flops, t, o.layers ? &layer_times : nullptr);
+    Row after = bench_plan(o, batch, active_flops, t, o.layers ? &layer_times : nullptr);
     std::optional<Row> before;
     if (o.compare) before = bench_executor(o, batch, flops, t);
     if (o.json) {

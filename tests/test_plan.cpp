@@ -13,6 +13,7 @@
 #include "leanai/graph/executor.h"
 #include "leanai/nn/models.h"
 #include "leanai/runtime/kernel_choice.h"
+#include "leanai/runtime/lower_packed_linear.h"
 #include "leanai/runtime/memory_planner.h"
 #include "leanai/runtime/plan.h"
 #include "temp_dir.h"
@@ -174,6 +175,71 @@ TEST(Plan, PackedLinearAtSmallBatchMatchesTheExecutor) {
     EXPECT_EQ(packed, batch <= 4 ? 3 : 0) << "batch " << batch;
   }
   unsetenv("LEANAI_LINEAR_KERNEL");
+}
+
+// The same after a convolution, whose output oneDNN keeps in its own layout
+// (nChw16c on AVX-512 untimed, nhwc when timed to be faster): the packed
+// weights' columns follow that layout, so the layer reads it in place. 20
+// channels pad to 32 in nChw16c, so the padding gets zero weights. Batch 9
+// runs oneDNN's kernels.
+TEST(Plan, PackedLinearReadsAConvolutionsLayoutInPlace) {
+  setenv("LEANAI_LINEAR_KERNEL", "packed", 1);
+  Graph g;
+  NetBuilder b(g, 4);
+  const int x = g.add_input("input", {1, 9, 9});
+  int y = g.add("relu", {b.conv("conv1", x, 1, 32, 3, 1, true)});
+  y = g.add("relu", {b.conv("conv2", y, 32, 20, 3, 1, true)});
+  y = g.add("flatten", {y});
+  y = g.add("relu", {g.add("linear", {y, b.param("fc1.weight", {40, 20 * 81}, 0.05f), b.param("fc1.bias", {40}, 0.1f)})});
+  g.set_output(g.add("linear", {y, b.param("fc2.weight", {7, 40}, 0.2f)}));
+  for (bool tune : {false, true})
+    for (int64_t batch : {1, 4, 9}) {
+      CompileOptions options;
+      options.tune = tune;
+      EXPECT_LT(plan_vs_executor(g, random_tensor({batch, 1, 9, 9}, static_cast<uint64_t>(batch)), options), kTolerance)
+          << "batch " << batch << (tune ? " timed" : " untimed");
+      Plan plan(g, options);
+      int packed = 0, reorders_into_fc = 0;
+      std::string listing;
+      for (const PlanStep& s : plan.steps(batch)) {
+        packed += s.detail.find("packed GEMM") != std::string::npos;
+        reorders_into_fc += s.kind == "reorder" && s.name.rfind("linear", 0) == 0;
+        listing += s.name + " " + s.kind + " " + s.detail + "\n";
+      }
+      EXPECT_EQ(packed, batch <= 4 ? 2 : 0) << listing;
+      EXPECT_EQ(reorders_into_fc, 0) << listing;
+      if (!tune && batch == 1 && listing.find("nChw") == std::string::npos)
+        GTEST_LOG_(INFO) << "this CPU's convolution wrote no blocked layout:\n" << listing;
+    }
+  unsetenv("LEANAI_LINEAR_KERNEL");
+}
+
+// Where each feature of a sample lies in a layout, which the packed linear
+// layer's weight columns follow: plain, nhwc, nChw16c with channels padded
+// (20 -> 32, padding numbered 0), and chwn, whose samples interleave (none).
+TEST(Plan, FeatureOrderFollowsTheLayout) {
+  using dnnl::memory;
+  using runtime::lower::feature_at_position;
+  auto desc = [](const Shape& s, memory::format_tag tag) {
+    return memory::desc(memory::dims(s.begin(), s.end()), memory::data_type::f32, tag);
+  };
+  std::vector<int64_t> plain = feature_at_position(desc({2, 5}, memory::format_tag::ab), {2, 5});
+  EXPECT_EQ(plain, (std::vector<int64_t>{1, 2, 3, 4, 5}));
+
+  const std::vector<int64_t> nhwc = feature_at_position(desc({2, 3, 4, 5}, memory::format_tag::nhwc), {2, 3, 4, 5});
+  ASSERT_EQ(nhwc.size(), 60u);
+  for (int64_t h = 0; h < 4; ++h)
+    for (int64_t w = 0; w < 5; ++w)
+      for (int64_t c = 0; c < 3; ++c) EXPECT_EQ(nhwc[(h * 5 + w) * 3 + c], c * 20 + h * 5 + w + 1);
+
+  const std::vector<int64_t> blocked =
+      feature_at_position(desc({3, 20, 2, 3}, memory::format_tag::nChw16c), {3, 20, 2, 3});
+  ASSERT_EQ(blocked.size(), 32u * 6u);
+  for (int64_t c = 0; c < 32; ++c)
+    for (int64_t hw = 0; hw < 6; ++hw)
+      EXPECT_EQ(blocked[(c / 16) * 6 * 16 + hw * 16 + c % 16], c < 20 ? c * 6 + hw + 1 : 0) << c << " " << hw;
+
+  EXPECT_TRUE(feature_at_position(desc({4, 3, 2, 2}, memory::format_tag::chwn), {4, 3, 2, 2}).empty());
 }
 
 TEST(MemoryPlanner, DisjointLifetimesShareAndOverlappingOnesDoNot) {

@@ -11,9 +11,15 @@ namespace leanai::runtime::lower {
 // Batch 1 and small chunks: where the weights' streaming is the cost.
 constexpr int64_t kPackedLinearMaxRows = 4;
 
+// For each position of a sample's stretch of memory in layout `desc`, the
+// feature stored there plus one (0: padding). Empty when the samples of
+// `shape` are not stored one whole stretch after another. Found by reordering
+// numbered plain rows into the layout, so it holds for any layout oneDNN has.
+std::vector<int64_t> feature_at_position(const md& desc, const Shape& shape);
+
 // Whether the packed kernel can run linear node n on value x: f32 parameter
-// weights, at most a ReLU fused, x in plain row order (2-D, or a 4-D flatten
-// stored as NCHW), at most kPackedLinearMaxRows rows.
+// weights, at most a ReLU fused, at most kPackedLinearMaxRows rows of x, each
+// one stretch of memory (2-D, or a 4-D flatten in NCHW, NHWC, nChw16c...).
 bool packed_linear_applies(LoweringContext& c, const Node& n, int x);
 // The kernel on zeroed rows of the layer's shapes, for timing.
 KernelCandidate packed_linear_candidate(LoweringContext& c, const Node& n, int x);

@@ -130,6 +130,8 @@ TEST(Sensitivity, FindsThePlantedSensitiveLayer) {
     const PrecisionMeasure *fp32 = l.find(Precision::fp32), *int8 = l.find(Precision::int8);
     fp32_time += fp32->latency_ms;
     EXPECT_GT(int8->latency_ms, 0.0);  // an equal share of the all-int8 model's time
+    EXPECT_EQ(int8->latency_noise_ms, 0.0);  // the base: timed once, not as a change
+    EXPECT_GE(fp32->latency_noise_ms, 0.0);
     EXPECT_LT(int8->bytes, fp32->bytes / 2);
     // int4 needs the input width to be a multiple of the block (fc1 has 16 inputs).
     EXPECT_EQ(l.find(Precision::int4)->available, l.layer != "fc1") << l.layer;
@@ -140,6 +142,7 @@ TEST(Sensitivity, FindsThePlantedSensitiveLayer) {
   ASSERT_EQ(back.layers.size(), r.layers.size());
   EXPECT_EQ(back.layers[0].layer, "fc1");
   EXPECT_DOUBLE_EQ(back.layers[0].find(Precision::int8)->kl, fc1_int8->kl);
+  EXPECT_DOUBLE_EQ(back.layers[0].find(Precision::fp32)->latency_noise_ms, r.layers[0].find(Precision::fp32)->latency_noise_ms);
   leanai::test_support::expect_error([] { SensitivityReport::from_json(json{{"layers", 3}}); }, {"sensitivity table"});
 }
 

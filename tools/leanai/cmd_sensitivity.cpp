@@ -23,20 +23,21 @@ struct SensitivityCliOptions {
 };
 
 void print_table(const SensitivityReport& r) {
-  std::printf("fp32 accuracy on these samples: %.2f%%; latency per layer in context (the rest at int8) at batch %lld\n\n", 100 * r.fp32_accuracy,
-              static_cast<long long>(r.latency_batch));
-  std::printf("%-16s %-8s %-5s %10s %9s %9s %11s %10s %10s\n", "layer", "op", "prec", "KL", "SQNR dB", "acc pt",
-              "Fisher", "KB", "ms");
+  std::printf("fp32 accuracy on these samples: %.2f%%; latency per layer in context (the rest at int8) at batch %lld,\n"
+              "+- half the range of its repeated timings\n\n",
+              100 * r.fp32_accuracy, static_cast<long long>(r.latency_batch));
+  std::printf("%-16s %-8s %-5s %10s %9s %9s %11s %10s %10s %8s\n", "layer", "op", "prec", "KL", "SQNR dB", "acc pt",
+              "Fisher", "KB", "ms", "+- ms");
   for (const LayerSensitivity& l : r.layers) {
     for (const PrecisionMeasure& m : l.at) {
       if (!m.available) {
         std::printf("%-16s %-8s %-5s %s\n", l.layer.c_str(), l.op.c_str(), precision_name(m.precision), "  (not available for this layer)");
         continue;
       }
-      std::printf("%-16s %-8s %-5s %10.2e %9s %+9.2f %11.3e %10.1f %10.4f\n", l.layer.c_str(), l.op.c_str(),
+      std::printf("%-16s %-8s %-5s %10.2e %9s %+9.2f %11.3e %10.1f %10.4f %8.4f\n", l.layer.c_str(), l.op.c_str(),
                   precision_name(m.precision), m.kl,
                   std::isfinite(m.sqnr_db) ? fmt::format("{:.1f}", m.sqnr_db).c_str() : "inf", m.accuracy_change,
-                  m.fisher, m.bytes / 1024.0, m.latency_ms);
+                  m.fisher, m.bytes / 1024.0, m.latency_ms, m.latency_noise_ms);
     }
   }
 }

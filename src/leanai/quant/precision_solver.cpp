@@ -119,11 +119,12 @@ std::vector<LayerCosts> usable_options(const std::vector<LayerCosts>& tables) {
     std::vector<PrecisionCost> sorted = l.options;
     std::sort(sorted.begin(), sorted.end(),
               [](const PrecisionCost& a, const PrecisionCost& b) { return rank(a.precision) < rank(b.precision); });
-    double fastest_above = kInf;
+    PrecisionCost fastest_above{Precision::fp32, 0, 0, kInf, 0, 0};
     for (const PrecisionCost& c : sorted) {
-      if (c.latency_ms > fastest_above + noise) continue;  // slower than a higher precision: never worth it
+      // Slower than a higher precision, beyond what the timings can tell apart: never worth it.
+      if (c.latency_ms > fastest_above.latency_ms + noise + fastest_above.latency_noise_ms + c.latency_noise_ms) continue;
       kept.options.push_back(c);
-      fastest_above = std::min(fastest_above, c.latency_ms);
+      if (c.latency_ms < fastest_above.latency_ms) fastest_above = c;
     }
     out.push_back(std::move(kept));
   }

@@ -14,9 +14,10 @@
 //   max_latency  minimize predicted drop with latency <= budget
 // A precision that measured slower than a higher one of the same layer is
 // never offered (fp32 > bf16 > fp16 > int8 > int4, highest first); slower
-// means by more than kLatencyNoiseShare of the model's time, as a layer's
-// time is a difference of two model timings on a machine that drifts by
-// about that much, and a sign decided by noise would cost the layer int8.
+// means by more than kLatencyNoiseShare of the model's time plus the two
+// times' own measured noise (latency_noise_ms), as a layer's time is a
+// difference of model timings on a machine that drifts by about that much,
+// and a sign decided by noise would cost the layer int8.
 //
 // Verifying: `evaluate` runs a whole plan on held-out data (a "full
 // evaluation") and returns its true drop, bytes and latency. While the budget
@@ -45,6 +46,7 @@ struct PrecisionCost {
   double latency_ms = 0;  // this layer's time at this precision
   double kl = 0;          // output KL with this layer alone at this precision: breaks ties in repair,
                           // where drops measured on a finite sample are often all zero
+  double latency_noise_ms = 0;  // how far latency_ms may be off: half the range of its repeated timings
 };
 
 struct LayerCosts {

@@ -77,8 +77,9 @@ void measure_latency_in_context(const Graph& inf, const std::map<std::string, La
         const double a = time(pair % 2 ? moved_plan : base_plan, each), b = time(pair % 2 ? base_plan : moved_plan, each);
         change.push_back(pair % 2 ? a - b : b - a);
       }
-      std::nth_element(change.begin(), change.begin() + kLatencyPairs / 2, change.end());
+      std::sort(change.begin(), change.end());
       m.latency_ms = std::max(0.0, change[kLatencyPairs / 2] + share);
+      m.latency_noise_ms = (change.back() - change.front()) / 2;
     }
   }
 }
@@ -174,7 +175,7 @@ json SensitivityReport::to_json() const {
     for (const PrecisionMeasure& m : l.at)
       at_j.push_back({{"precision", precision_name(m.precision)}, {"available", m.available}, {"kl", m.kl},
                       {"sqnr_db", finite(m.sqnr_db)}, {"accuracy_change", m.accuracy_change}, {"fisher", m.fisher},
-                      {"bytes", m.bytes}, {"latency_ms", m.latency_ms}});
+                      {"bytes", m.bytes}, {"latency_ms", m.latency_ms}, {"latency_noise_ms", m.latency_noise_ms}});
     layers_j.push_back({{"layer", l.layer}, {"op", l.op}, {"weights", l.weights}, {"precisions", at_j}});
   }
   return {{"fp32_accuracy", fp32_accuracy}, {"samples", samples}, {"latency_batch", latency_batch},
@@ -199,6 +200,7 @@ SensitivityReport SensitivityReport::from_json(const json& j) {
         pm.fisher = m.at("fisher").get<double>();
         pm.bytes = m.at("bytes").get<double>();
         pm.latency_ms = m.at("latency_ms").get<double>();
+        pm.latency_noise_ms = m.value("latency_noise_ms", 0.0);  // absent from tables written before it
         ls.at.push_back(pm);
       }
       r.layers.push_back(std::move(ls));
@@ -229,7 +231,8 @@ std::vector<LayerCosts> SensitivityReport::costs() const {
   for (const LayerSensitivity& l : layers) {
     LayerCosts c{l.layer, {}};
     for (const PrecisionMeasure& m : l.at)
-      if (m.available) c.options.push_back({m.precision, std::max(0.0, -m.accuracy_change), m.bytes, m.latency_ms, m.kl});
+      if (m.available)
+        c.options.push_back({m.precision, std::max(0.0, -m.accuracy_change), m.bytes, m.latency_ms, m.kl, m.latency_noise_ms});
     out.push_back(std::move(c));
   }
   return out;

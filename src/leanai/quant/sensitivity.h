@@ -17,7 +17,8 @@
 // latency in context: with every other layer at int8, how much the model's
 // time changes when this layer moves to that precision, plus an equal share of
 // the all-int8 time (so the shares add up to the model's time, and the
-// quantize/dequantize steps a move adds are charged to that layer).
+// quantize/dequantize steps a move adds are charged to that layer), with how
+// far apart the repeated timings of that change were.
 #pragma once
 #include <map>
 #include <string>
@@ -34,6 +35,7 @@ struct PrecisionMeasure {
   Precision precision = Precision::fp32;
   bool available = true;  // false: the layer cannot run at it (e.g. int4 for a conv)
   double kl = 0, sqnr_db = 0, accuracy_change = 0, fisher = 0, bytes = 0, latency_ms = 0;
+  double latency_noise_ms = 0;  // half the range of the paired timings latency_ms is the median of
 };
 
 struct LayerSensitivity {

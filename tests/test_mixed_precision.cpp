@@ -131,7 +131,6 @@ TEST(Sensitivity, FindsThePlantedSensitiveLayer) {
     fp32_time += fp32->latency_ms;
     EXPECT_GT(int8->latency_ms, 0.0);  // an equal share of the all-int8 model's time
     EXPECT_EQ(int8->latency_noise_ms, 0.0);  // the base: timed once, not as a change
-    EXPECT_GE(fp32->latency_noise_ms, 0.0);
     EXPECT_LT(int8->bytes, fp32->bytes / 2);
     // int4 needs the input width to be a multiple of the block (fc1 has 16 inputs).
     EXPECT_EQ(l.find(Precision::int4)->available, l.layer != "fc1") << l.layer;

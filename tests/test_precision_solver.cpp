@@ -89,6 +89,12 @@ TEST(PrecisionSolver, ASlowerTimeWithinItsMeasuredSpreadStillCounts) {
   EXPECT_TRUE(offered(Precision::int8));
   t[3].options[1].latency_noise_ms = 0.01;
   EXPECT_FALSE(offered(Precision::int8));
+  // Every higher precision counts, not just the fastest: a noisy bf16 does not
+  // let int8 pass when it is plainly slower than fp32 (1 ms, timings agreeing).
+  t[3].options[1].latency_noise_ms = 0.6;
+  t[3].options[2].latency_ms = 1.1;  // within bf16 (0.5 +- 0.6), 0.1 ms over fp32
+  EXPECT_TRUE(offered(Precision::bf16));
+  EXPECT_FALSE(offered(Precision::int8));
 }
 
 TEST(PrecisionSolver, SizeBudgetIsMetWithTheLeastPredictedDrop) {

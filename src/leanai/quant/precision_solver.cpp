@@ -119,12 +119,12 @@ std::vector<LayerCosts> usable_options(const std::vector<LayerCosts>& tables) {
     std::vector<PrecisionCost> sorted = l.options;
     std::sort(sorted.begin(), sorted.end(),
               [](const PrecisionCost& a, const PrecisionCost& b) { return rank(a.precision) < rank(b.precision); });
-    PrecisionCost fastest_above{Precision::fp32, 0, 0, kInf, 0, 0};
     for (const PrecisionCost& c : sorted) {
       // Slower than a higher precision, beyond what the timings can tell apart: never worth it.
-      if (c.latency_ms > fastest_above.latency_ms + noise + fastest_above.latency_noise_ms + c.latency_noise_ms) continue;
-      kept.options.push_back(c);
-      if (c.latency_ms < fastest_above.latency_ms) fastest_above = c;
+      const bool slower = std::any_of(kept.options.begin(), kept.options.end(), [&](const PrecisionCost& above) {
+        return c.latency_ms > above.latency_ms + noise + above.latency_noise_ms + c.latency_noise_ms;
+      });
+      if (!slower) kept.options.push_back(c);
     }
     out.push_back(std::move(kept));
   }

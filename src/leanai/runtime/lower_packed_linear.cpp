@@ -45,6 +45,9 @@ class PackedLinearStep : public OneToOneStep {
 // w [out, in] packed with its columns in `order` (zero where order has padding).
 Tensor pack_in_order(const Tensor& w, const std::vector<int64_t>& order) {
   const int64_t n = w.dim(0), k = w.dim(1), stretch = static_cast<int64_t>(order.size());
+  bool identity = stretch == k;
+  for (int64_t p = 0; identity && p < stretch; ++p) identity = order[p] == p + 1;
+  if (identity) return pack_gemm_stack(w.data<float>(), 1, n, k);
   std::vector<float> columns(static_cast<size_t>(n * stretch), 0.0f);
   const float* src = w.data<float>();
   for (int64_t j = 0; j < n; ++j)
@@ -84,8 +87,12 @@ std::vector<int64_t> feature_at_position(const md& desc, const Shape& shape) {
   float* out = static_cast<float*>(laid.get_data_handle());
   const int64_t total = static_cast<int64_t>(desc.get_size() / sizeof(float));
   std::fill_n(out, total, 0.0f);
-  dnnl::reorder(plain, laid).execute(cpu_stream(), plain, laid);
-  cpu_stream().wait();
+  try {
+    dnnl::reorder(plain, laid).execute(cpu_stream(), plain, laid);
+    cpu_stream().wait();
+  } catch (const dnnl::error&) {
+    return {};  // a layout oneDNN cannot reorder into: not one the packed kernel reads either
+  }
   if (total % rows) return {};
   const int64_t stretch = total / rows;
   std::vector<int64_t> order(static_cast<size_t>(stretch));

@@ -371,7 +371,7 @@ class Lowering : public LoweringContext {
                           : dnnl::matmul::desc(plain_desc(xs), wt_any, plain_desc(y));
       mm_pd = dnnl::matmul::primitive_desc(mm_desc, attr, cpu_engine());
     }
-    // Candidate 3 (a few rows in plain order): leanai's packed GEMM.
+    // Candidate 3 (a few rows, each one stretch of memory in any layout): leanai's packed GEMM.
     const bool packed_ok = lower::packed_linear_applies(*this, n, x);
     const std::string choice = spatial && !packed_ok ? "inner_product" : choose_linear(n, ip_pd, mm_pd, x, y, bias, packed_ok);
     if (choice == "packed") {
@@ -425,8 +425,9 @@ class Lowering : public LoweringContext {
     if (const char* forced = std::getenv("LEANAI_LINEAR_KERNEL"); forced && *forced)
       for (const KernelCandidate& c : candidates)
         if (c.name == forced) return c.name;
+    // The packed kernel's weights follow x's layout (padded channels included), so its time does too.
     const std::string key = "linear " + shape_str(xs) + " -> " + shape_str(y) + (bias ? " bias" : "") +
-                            post_op_note(n) + (packed ? " or packed" : "");
+                            post_op_note(n) + (packed ? " or packed from " + layout_name(val(x).desc) : "");
     return candidates[choose_kernel(key, candidates, tune_)].name;
   }
 

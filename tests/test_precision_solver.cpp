@@ -80,7 +80,8 @@ TEST(PrecisionSolver, ASlowerTimeWithinItsMeasuredSpreadStillCounts) {
   auto t = four_layers();
   t[3].options[2].latency_ms = 0.55;
   auto offered = [&](Precision p) {
-    for (const PrecisionCost& c : usable_options(t)[3].options)
+    const std::vector<LayerCosts> usable = usable_options(t);
+    for (const PrecisionCost& c : usable[3].options)
       if (c.precision == p) return true;
     return false;
   };

@@ -115,9 +115,14 @@ TEST(PlanQuant, Int8ResidualNet) {
   EXPECT_LT(plan_vs_reference(q, random_tensor({5, 3, 12, 12}, 4)), int8_tolerance());
   const std::vector<PlanStep> steps = plan_steps(q, 5);
   EXPECT_GE(count_kind(steps, "qconv2d"), 6);
+  std::string listing;
   for (const PlanStep& s : steps) {
     EXPECT_EQ(s.kind.find("kernel:"), std::string::npos) << "fell back to a reference kernel: " << s.name;
+    listing += s.name + " " + s.kind + "\n";
   }
+  // layer2's conv1 and shortcut read layer1's output with one range: quantized once, for both.
+  EXPECT_NE(listing.find("layer2.conv1 (quantize)"), std::string::npos) << listing;
+  EXPECT_EQ(listing.find("layer2.sconv (quantize)"), std::string::npos) << listing;
 }
 
 TEST(PlanQuant, Int8SignedSources) {

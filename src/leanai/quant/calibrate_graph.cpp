@@ -66,6 +66,22 @@ void measure(Layer& l, const Executor& ex) {
   }
 }
 
+// The candidate layer l takes. Layers reading the same tensor see the same
+// histogram, so candidate c is the same range for each of them; they all take
+// the one whose output error, relative to each layer's own best, adds up
+// least. One range for the tensor lets the runtime quantize it once for all
+// of its readers (a ResNet block's input feeds conv1 and the shortcut).
+size_t shared_choice(const std::vector<Layer>& layers, const Layer& l) {
+  std::vector<double> excess(l.candidates.size(), 0.0);
+  for (const Layer& other : layers) {
+    if (other.node->inputs[0] != l.node->inputs[0]) continue;
+    const double own_best = *std::min_element(other.mse.begin(), other.mse.end());
+    for (size_t c = 0; c < excess.size(); ++c)
+      excess[c] += other.mse[c] <= own_best ? 0.0 : (other.mse[c] - own_best) / std::max(own_best, 1e-30);
+  }
+  return static_cast<size_t>(std::min_element(excess.begin(), excess.end()) - excess.begin());
+}
+
 }  // namespace
 
 std::vector<LayerCalibration> calibrate_graph(const Graph& graph, const std::vector<Tensor>& batches,
@@ -101,9 +117,7 @@ std::vector<LayerCalibration> calibrate_graph(const Graph& graph, const std::vec
 
   std::vector<LayerCalibration> result;
   for (Layer& l : layers) {
-    size_t best = 0;
-    for (size_t c = 1; c < l.candidates.size(); ++c)
-      if (l.mse[c] < l.mse[best]) best = c;
+    const size_t best = shared_choice(layers, l);
     LayerCalibration r;
     r.layer = l.name;
     r.params = l.candidates[best].second.params;

@@ -13,7 +13,9 @@
 //    output is closest (MSE) to the float output wins. Ties go to the earlier
 //    method in minmax, percentile, entropy, mse order.
 // Layers are measured alone (each sees float inputs), so a choice does not
-// depend on the others.
+// depend on the others', except that layers reading one tensor take one
+// range: the candidate whose output errors, each relative to that layer's
+// best, add up least (the runtime then quantizes the tensor once for all).
 #pragma once
 #include <map>
 #include <string>

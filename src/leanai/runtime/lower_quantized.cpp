@@ -13,7 +13,12 @@ using namespace lower;
 dt int8_type(DType t) { return t == DType::u8 ? dt::u8 : dt::s8; }
 
 // f32 -> u8/s8 into `want` (a layout the reader chose): x / s + z, saturated.
+// Readers wanting the same params and layout share one copy.
 int quantize(LoweringContext& c, int v, const md& want, const QuantParams& p, const std::string& name) {
+  for (int q : val(c, v).quantized)
+    if (val(c, q).desc == want && val(c, q).quant.scale == p.scale && val(c, q).quant.zero_point == p.zero_point &&
+        val(c, q).quant.dtype == p.dtype)
+      return q;
   dnnl::primitive_attr attr;
   attr.set_output_scales(0, {1.0f / p.scale});
   if (p.zero_point != 0) attr.set_zero_points(DNNL_ARG_DST, 0, {p.zero_point});
@@ -25,6 +30,7 @@ int quantize(LoweringContext& c, int v, const md& want, const QuantParams& p, co
   s.value_args = {{DNNL_ARG_FROM, v}, {DNNL_ARG_TO, out}};
   s.reads = {v};
   s.writes = {out};
+  val(c, v).quantized.push_back(out);
   return out;
 }
 

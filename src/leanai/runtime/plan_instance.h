@@ -31,6 +31,7 @@ struct Value {
   int64_t offset = 0;     // in the arena
   QuantParams quant;      // u8 / s8 values (an int8 region): what their bytes mean as f32
   int dequantized = -1;   // u8 / s8 values: their f32 copy, once a reader wanted one
+  std::vector<int> quantized;  // f32 values: their u8 / s8 copies, one per params and layout readers wanted
   dnnl::memory mem;       // bound after memory planning
   Tensor tensor;          // plain view into the arena, for kernel steps
 };

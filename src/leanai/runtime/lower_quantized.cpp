@@ -80,6 +80,52 @@ class DynamicQuantizeStep : public OneToOneStep {
   }
 };
 
+// Output scales and post-ops of an int8 layer: the batch's scale and the bias
+// as binary post-ops for a dynamic convolution (no runtime output scales in
+// oneDNN 2.6), the node's own post-ops (a fused add as an in-place sum, or,
+// when the output is requantized, as a binary post-op whose index goes to
+// residual_post_op), then the requantization to out_q.
+dnnl::primitive_attr int8_layer_attr(const InputQuant& iq, bool conv, const std::vector<float>& w_scale,
+                                     const std::vector<PostOp>& ops, const std::vector<md>& add_descs,
+                                     const std::optional<QuantParams>& out_q, bool src_zero_point, int& residual_post_op) {
+  const int64_t out_ch = static_cast<int64_t>(w_scale.size());
+  dnnl::primitive_attr attr;
+  dnnl::post_ops post;
+  if (iq.dynamic && conv) {
+    post.append_binary(dnnl::algorithm::binary_mul, md({1, 1, 1, 1}, dt::f32, tag::nchw));
+    post.append_binary(dnnl::algorithm::binary_add, md({1, out_ch, 1, 1}, dt::f32, tag::nchw));
+    attr.set_output_scales(1 << 1, w_scale);
+  } else if (iq.dynamic) {
+    attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
+  } else {
+    std::vector<float> scales(w_scale);
+    for (float& s : scales) s *= iq.params.scale;
+    attr.set_output_scales(1 << 1, scales);
+  }
+  residual_post_op = -1;
+  const dnnl::post_ops user = to_dnnl_post_ops(ops, add_descs, out_q ? -1 : 0);
+  for (int i = 0; i < user.len(); ++i) {
+    if (user.kind(i) == dnnl::primitive::kind::sum) {
+      post.append_sum(1.0f);
+    } else if (user.kind(i) == dnnl::primitive::kind::binary) {
+      dnnl::algorithm alg;
+      md operand;
+      user.get_params_binary(i, alg, operand);
+      residual_post_op = post.len();
+      post.append_binary(alg, operand);
+    } else {
+      float scale, alpha, beta;
+      dnnl::algorithm alg;
+      user.get_params_eltwise(i, scale, alg, alpha, beta);
+      post.append_eltwise(scale, alg, alpha, beta);
+    }
+  }
+  if (out_q) post.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / out_q->scale, static_cast<float>(out_q->zero_point));
+  attr.set_post_ops(post);
+  if (src_zero_point) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+  return attr;
+}
+
 }  // namespace
 
 bool lower_quantized_layer(LoweringContext& c, const Node& n) {
@@ -111,48 +157,35 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
     for (float& s : w_scale) s *= 2.0f;
 
   const std::vector<int> adds = add_operands(c, n, own);
-  // Requantized output for an int8 region (not with a fused add: sum reads the f32 operand).
-  const std::optional<QuantParams> out_q = adds.empty() ? region_params(c.graph(), n.id) : std::nullopt;
+  // Requantized output for an int8 region. A fused add is then a binary
+  // post-op reading the f32 operand (an in-place sum would read it from the
+  // u8 destination), if oneDNN has a kernel for that; else the output stays f32.
+  std::optional<QuantParams> out_q = region_params(c.graph(), n.id);
   if (conv && adds.empty() && lower_small_int8_conv(c, n, out_q)) return true;
   std::vector<md> add_descs;
   for (int v : adds) add_descs.push_back(val(c, v).desc);
-
-  dnnl::primitive_attr attr;
-  dnnl::post_ops post;
+  const dt src_t = int8_type(iq.dtype);
   const bool dynamic_conv = iq.dynamic && conv;
-  if (dynamic_conv) {
-    // No runtime output scales for convolutions in oneDNN 2.6: the batch's scale
-    // and then the bias arrive as binary post-ops instead.
-    post.append_binary(dnnl::algorithm::binary_mul, md({1, 1, 1, 1}, dt::f32, tag::nchw));
-    post.append_binary(dnnl::algorithm::binary_add, md({1, out_ch, 1, 1}, dt::f32, tag::nchw));
-    attr.set_output_scales(1 << 1, w_scale);
-  } else if (iq.dynamic) {
-    attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
-  } else {
-    std::vector<float> scales(w_scale);
-    for (float& s : scales) s *= iq.params.scale;
-    attr.set_output_scales(1 << 1, scales);
-  }
-  const dnnl::post_ops user = to_dnnl_post_ops(ops, add_descs, 0);
-  for (int i = 0; i < user.len(); ++i) {
-    if (user.kind(i) == dnnl::primitive::kind::sum) {
-      post.append_sum(1.0f);
-    } else {
-      float scale, alpha, beta;
-      dnnl::algorithm alg;
-      user.get_params_eltwise(i, scale, alg, alpha, beta);
-      post.append_eltwise(scale, alg, alpha, beta);
-    }
-  }
-  if (out_q) post.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / out_q->scale, static_cast<float>(out_q->zero_point));
-  attr.set_post_ops(post);
   // A source zero point makes oneDNN add a compensation pass and rules out
   // some kernels; s8 and post-ReLU u8 sources have none, so ask only when needed.
   const bool src_zero_point = (iq.dynamic && iq.dtype == DType::u8) || iq.params.zero_point != 0;
-  if (src_zero_point) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
-
-  const dt src_t = int8_type(iq.dtype);
-  const LayerPd pd = layer_pd(geo, src_t, dt::s8, dynamic_conv ? md() : bias_desc(geo), out_q ? int8_type(out_q->dtype) : dt::f32, attr);
+  int residual_post_op = -1;  // the binary add's index among the post-ops
+  auto make_pd = [&] {
+    const dnnl::primitive_attr attr =
+        int8_layer_attr(iq, conv, w_scale, ops, add_descs, out_q, src_zero_point, residual_post_op);
+    return layer_pd(geo, src_t, dt::s8, dynamic_conv ? md() : bias_desc(geo), out_q ? int8_type(out_q->dtype) : dt::f32,
+                    attr);
+  };
+  LayerPd pd;
+  if (!adds.empty() && out_q) {
+    try {
+      pd = make_pd();
+    } catch (const dnnl::error&) {
+      // no kernel takes this add as a binary post-op: handled below
+    }
+    if (!pd.prim || pd.impl.find("ref") != std::string::npos) out_q.reset();  // f32 output, in-place sum
+  }
+  if (!pd.prim || !out_q) pd = make_pd();
 
   // The source, quantized where a region begins.
   DynamicQuantizeStep* dq = nullptr;
@@ -193,7 +226,8 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
   std::string detail = pd.impl + ", " + type_name(src_t) + " -> " + (out_q ? std::string(type_name(int8_type(out_q->dtype))) + " (requantized)" : "f32");
   if (iq.dynamic) detail += ", dynamic";
   if (seven_bit) detail += ", 7-bit weights (no VNNI)";
-  const int out = layer_destination(c, n, adds, pd.dst, geo.y);
+  const bool binary_add = residual_post_op >= 0;
+  const int out = binary_add ? new_value(c, geo.y, pd.dst) : layer_destination(c, n, adds, pd.dst, geo.y);
   auto& s = add_primitive(c, pd.prim, pd.scratch, name_of(n), n.op, detail + post_op_note(n));
   s.args[DNNL_ARG_WEIGHTS] = packed(c, w, plain_weights(geo, dt::s8), pd.weights);
   if (src_zero_point) s.args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = wrap(md({1}, dt::s32, tag::a), zero_point);
@@ -213,7 +247,11 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
     s.args[DNNL_ARG_BIAS] = wrap(bias_desc(geo), scaled);
   }
   c.count_weight_bytes(static_cast<int64_t>(b.nbytes() + ws.nbytes()));
-  finish_layer(c, n, s, x, out, !adds.empty());
+  finish_layer(c, n, s, x, out, !adds.empty() && !binary_add);
+  if (binary_add) {
+    s.value_args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(residual_post_op) | DNNL_ARG_SRC_1, adds[0]});
+    s.reads.push_back(adds[0]);
+  }
   if (out_q) val(c, c.node_value(n.id)).quant = *out_q;
   return true;
 }

@@ -6,7 +6,9 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libdnnl-dev libhwy-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev
+  # libdnnl-dev only recommends ocl-icd-opencl-dev, but Debian's dnnl-config.cmake
+  # calls find_package(OpenCL): without it the configure step fails.
+  libdnnl-dev ocl-icd-opencl-dev libhwy-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libonnx-dev libprotobuf-dev
   dataset-fashion-mnist

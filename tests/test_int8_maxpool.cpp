@@ -1,10 +1,12 @@
 // leanai's int8 max pooling (kernels/int8_maxpool.h) against a plain loop:
-// channel counts that exercise the 32-, 16- and 1-byte paths, padded and
-// overlapping windows, u8 and s8 (where a signed max differs from an unsigned
+// channel counts that exercise the full-vector, 32-, 16- and 1-byte paths,
+// whole 2x2 windows (their own path) and padded and overlapping ones, u8 and s8 (where a signed max differs from an unsigned
 // one), and a batch large enough to split over threads.
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "leanai/core/rng.h"
@@ -53,13 +55,20 @@ TEST(Int8MaxPool, EqualsAPlainLoop) {
       {2, 5, 7, 7, 5, 5, 3, 3, 1, 1, 0, 0},        // fewer channels than a vector, overlapping windows
       {2, 48, 6, 5, 3, 2, 2, 3, 2, 2, 0, 1},       // 32 + 16 channels, a non-square window
       {64, 16, 24, 24, 12, 12, 2, 2, 2, 2, 0, 0},  // enough bytes to split over threads
+      {2, 64, 6, 6, 3, 3, 2, 2, 2, 2, 0, 0},       // 2x2 windows, whole 64-byte vectors
+      {2, 40, 7, 9, 3, 4, 2, 2, 2, 2, 0, 0},       // 2x2 windows, odd sides (last row and column unread), 32 + 8 channels
   };
-  uint64_t seed = 1;
-  for (const Int8PoolShape& s : shapes) {
-    SCOPED_TRACE("c=" + std::to_string(s.c) + " h=" + std::to_string(s.h) + " k=" + std::to_string(s.kh));
-    check_pool<uint8_t>(s, seed++);
-    check_pool<int8_t>(s, seed++);
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {  // each instruction set this CPU runs
+    hwy::SetSupportedTargetsForTest(target);
+    uint64_t seed = 1;
+    for (const Int8PoolShape& s : shapes) {
+      SCOPED_TRACE(std::string(hwy::TargetName(target)) + " c=" + std::to_string(s.c) + " h=" + std::to_string(s.h) +
+                   " k=" + std::to_string(s.kh));
+      check_pool<uint8_t>(s, seed++);
+      check_pool<int8_t>(s, seed++);
+    }
   }
+  hwy::SetSupportedTargetsForTest(0);  // back to what the CPU has
 }
 
 }  // namespace

@@ -59,6 +59,12 @@ int count_kind(const std::vector<PlanStep>& steps, const std::string& kind) {
   return n;
 }
 
+// Whether oneDNN ran the int8 layers on AVX-512 VNNI or AMX kernels, where it
+// has a kernel for every residual-output form (elsewhere it may fall back).
+bool vnni_or_amx_kernels(const std::string& listing) {
+  return listing.find("avx512_core_vnni") != std::string::npos || listing.find("avx512_core_amx") != std::string::npos;
+}
+
 Graph quantized(const Graph& float_graph, const Tensor& calib, Precision p, bool dynamic = false, DType dtype = DType::u8) {
   const Graph g = optimize_for_inference(float_graph);
   auto layers = calibrate_layers(g, calib, p, dynamic);
@@ -124,12 +130,39 @@ TEST(PlanQuant, Int8ResidualNet) {
   }
   // layer2's conv1 and shortcut read layer1's output with one range. layer1's
   // conv2 writes it in u8 (its residual add a binary post-op) where oneDNN has
-  // a kernel for that, as with AVX-512 VNNI; else it is quantized once, for both.
-  if (listing.find("avx512_core_vnni") != std::string::npos) {
+  // a kernel for that, as with AVX-512 VNNI or AMX; else it is quantized once, for both.
+  if (vnni_or_amx_kernels(listing)) {
     EXPECT_TRUE(block_output_int8) << listing;
   }
   EXPECT_EQ(listing.find("layer2.conv1 (quantize)") != std::string::npos, !block_output_int8) << listing;
   EXPECT_EQ(listing.find("layer2.sconv (quantize)"), std::string::npos) << listing;
+}
+
+// The residual-output paths beside the plain one above: an s8 output, and a
+// dynamically quantized writer (its scale and bias are post-ops 0 and 1, so
+// the residual add is post-op 2) whose readers are static.
+TEST(PlanQuant, Int8ResidualOutputSignedOrFromADynamicLayer) {
+  const Graph g = optimize_for_inference(residual_net());
+  const Tensor calib = random_tensor({32, 3, 12, 12}, 3), x = random_tensor({5, 3, 12, 12}, 4);
+  for (bool dynamic_writer : {false, true}) {
+    SCOPED_TRACE(dynamic_writer ? "dynamic writer, u8" : "static writer, s8");
+    const Graph q = dynamic_writer ? [&] {
+      auto layers = calibrate_layers(g, calib, Precision::int8);
+      layers["layer1.conv2"].dynamic = true;
+      return quantize_graph(g, layers);
+    }()
+                                   : quantized(residual_net(), calib, Precision::int8, false, DType::i8);
+    EXPECT_LT(plan_vs_reference(q, x), int8_tolerance());
+    std::string listing, writer;
+    for (const PlanStep& s : plan_steps(q, 5)) {
+      listing += s.name + " " + s.kind + " " + s.detail + "\n";
+      if (s.name == "layer1.conv2") writer = s.detail;
+    }
+    EXPECT_EQ(writer.find("dynamic") != std::string::npos, dynamic_writer) << listing;
+    if (vnni_or_amx_kernels(listing)) {
+      EXPECT_NE(writer.find(dynamic_writer ? "u8 (requantized)" : "s8 (requantized)"), std::string::npos) << listing;
+    }
+  }
 }
 
 TEST(PlanQuant, Int8SignedSources) {

@@ -44,8 +44,52 @@ void pool_pixel(const T* x, T* y, int64_t c, int64_t row_stride, int64_t y0, int
   }
 }
 
+// y[k] = max of the four spans' byte k, k < c: one 2x2 window, its four
+// input pixels' channels. Full vectors, then 32 and 16 bytes, then single bytes.
+template <typename T>
+void max_of_four(const T* p, const T* q, const T* r, const T* t, T* y, int64_t c) {
+  const hn::ScalableTag<T> d;
+  const hn::CappedTag<T, 32> d32;
+  const hn::CappedTag<T, 16> d16;
+  int64_t k = 0;
+  auto pass = [&](auto tag) HWY_ATTR {
+    const int64_t n = static_cast<int64_t>(hn::Lanes(tag));
+    for (; k + n <= c; k += n)
+      hn::StoreU(hn::Max(hn::Max(hn::LoadU(tag, p + k), hn::LoadU(tag, q + k)),
+                         hn::Max(hn::LoadU(tag, r + k), hn::LoadU(tag, t + k))),
+                 tag, y + k);
+  };
+  pass(d);
+  pass(d32);
+  pass(d16);
+  for (; k < c; ++k) y[k] = std::max(std::max(p[k], q[k]), std::max(r[k], t[k]));
+}
+
+// 2x2 windows at stride 2, no padding (the pool after most convolutions):
+// every window whole, so no clipping and no window loops, only the four
+// pixels' loads and their max.
+template <typename T>
+void pool_samples_2x2(const Int8PoolShape& s, const T* x, T* y, int64_t begin, int64_t end) {
+  const int64_t c = s.c, row = s.w * c;
+  for (int64_t i = begin; i < end; ++i)
+    for (int64_t oy = 0; oy < s.oh; ++oy) {
+      const T* top = x + (i * s.h + 2 * oy) * row;
+      const T* bottom = top + row;
+      T* out = y + (i * s.oh + oy) * s.ow * c;
+      for (int64_t ox = 0; ox < s.ow; ++ox)
+        max_of_four(top + 2 * ox * c, top + (2 * ox + 1) * c, bottom + 2 * ox * c, bottom + (2 * ox + 1) * c,
+                    out + ox * c, c);
+    }
+}
+
+bool whole_2x2_windows(const Int8PoolShape& s) {
+  return s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2 && s.ph == 0 && s.pw == 0 && 2 * s.oh <= s.h &&
+         2 * s.ow <= s.w;
+}
+
 template <typename T>
 void pool_samples(const Int8PoolShape& s, const T* x, T* y, int64_t begin, int64_t end) {
+  if (whole_2x2_windows(s)) return pool_samples_2x2(s, x, y, begin, end);
   const int64_t row_stride = s.w * s.c;
   for (int64_t i = begin; i < end; ++i) {
     const T* xi = x + i * s.h * row_stride;

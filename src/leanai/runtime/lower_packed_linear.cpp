@@ -42,12 +42,17 @@ class PackedLinearStep : public OneToOneStep {
   void run() override { layer.run(src_shape()[0], static_cast<const float*>(src()), static_cast<float*>(dst())); }
 };
 
+// Whether a sample's features lie in plain order, as w's columns do.
+bool plain_order(const std::vector<int64_t>& order) {
+  for (size_t p = 0; p < order.size(); ++p)
+    if (order[p] != static_cast<int64_t>(p) + 1) return false;
+  return true;
+}
+
 // w [out, in] packed with its columns in `order` (zero where order has padding).
 Tensor pack_in_order(const Tensor& w, const std::vector<int64_t>& order) {
   const int64_t n = w.dim(0), k = w.dim(1), stretch = static_cast<int64_t>(order.size());
-  bool identity = stretch == k;
-  for (int64_t p = 0; identity && p < stretch; ++p) identity = order[p] == p + 1;
-  if (identity) return pack_gemm_stack(w.data<float>(), 1, n, k);
+  if (stretch == k && plain_order(order)) return pack_gemm_stack(w.data<float>(), 1, n, k);
   std::vector<float> columns(static_cast<size_t>(n * stretch), 0.0f);
   const float* src = w.data<float>();
   for (int64_t j = 0; j < n; ++j)
@@ -56,11 +61,9 @@ Tensor pack_in_order(const Tensor& w, const std::vector<int64_t>& order) {
   return pack_gemm_stack(columns.data(), 1, n, stretch);
 }
 
-// Node n on value x, all but its packed weights; `order` gets the feature
-// order of x's layout, the weights' columns to pack.
-PackedLinear unpacked_linear(LoweringContext& c, const Node& n, int x, std::vector<int64_t>& order) {
+// Node n reading features in `order`, all but its packed weights.
+PackedLinear unpacked_linear(LoweringContext& c, const Node& n, const std::vector<int64_t>& order) {
   const Tensor& w = param(c, n.inputs[1]);
-  order = feature_at_position(val(c, x).desc, val(c, x).shape);
   PackedLinear l;
   l.out = w.dim(0);
   l.in = static_cast<int64_t>(order.size());
@@ -109,23 +112,22 @@ std::vector<int64_t> feature_at_position(const md& desc, const Shape& shape) {
   return order;
 }
 
-bool packed_linear_applies(LoweringContext& c, const Node& n, int x) {
-  if (n.op != "linear" || !is_param(c, n.inputs[1])) return false;
+std::vector<int64_t> packed_linear_order(LoweringContext& c, const Node& n, int x) {
+  if (n.op != "linear" || !is_param(c, n.inputs[1])) return {};
   const std::vector<PostOp> ops = parse_post_ops(n);
-  if (ops.size() > 1 || (ops.size() == 1 && ops[0].op != "relu")) return false;  // no residual add, ReLU at most
-  if (n.inputs.size() == 3 && !is_param(c, n.inputs[2])) return false;
+  if (ops.size() > 1 || (ops.size() == 1 && ops[0].op != "relu")) return {};  // no residual add, ReLU at most
+  if (n.inputs.size() == 3 && !is_param(c, n.inputs[2])) return {};
   const Tensor& w = param(c, n.inputs[1]);
   const Value& in = val(c, x);
-  if (w.dtype() != DType::f32 || w.shape().size() != 2 || in.shape.empty()) return false;
-  if (in.shape[0] > kPackedLinearMaxRows || shape_numel(in.shape) / in.shape[0] != w.dim(1)) return false;
-  return !feature_at_position(in.desc, in.shape).empty();  // each sample one stretch of memory
+  if (w.dtype() != DType::f32 || w.shape().size() != 2 || in.shape.empty()) return {};
+  if (in.shape[0] > kPackedLinearMaxRows || shape_numel(in.shape) / in.shape[0] != w.dim(1)) return {};
+  return feature_at_position(in.desc, in.shape);  // empty unless each sample is one stretch of memory
 }
 
-KernelCandidate packed_linear_candidate(LoweringContext& c, const Node& n, int x) {
+KernelCandidate packed_linear_candidate(LoweringContext& c, const Node& n, int x, const std::vector<int64_t>& order) {
   // Packed on the first timed call, into a copy of its own: one that loses
   // (or is never timed, the choice being cached) leaves nothing behind.
-  std::vector<int64_t> order;
-  auto layer = std::make_shared<PackedLinear>(unpacked_linear(c, n, x, order));
+  auto layer = std::make_shared<PackedLinear>(unpacked_linear(c, n, order));
   const int64_t rows = val(c, x).shape[0];
   auto src = std::make_shared<std::vector<float>>(rows * layer->in, 0.0f);
   auto dst = std::make_shared<std::vector<float>>(rows * layer->out, 0.0f);
@@ -135,10 +137,9 @@ KernelCandidate packed_linear_candidate(LoweringContext& c, const Node& n, int x
           }};
 }
 
-int lower_packed_linear(LoweringContext& c, const Node& n, int x) {
+int lower_packed_linear(LoweringContext& c, const Node& n, int x, const std::vector<int64_t>& order) {
   auto step = std::make_unique<PackedLinearStep>();
-  std::vector<int64_t> order;
-  step->layer = unpacked_linear(c, n, x, order);
+  step->layer = unpacked_linear(c, n, order);
   // One packed copy per layout, shared by every plan instance reading it.
   const Tensor& w = param(c, n.inputs[1]);
   const size_t layout = std::hash<std::string_view>{}(
@@ -146,7 +147,7 @@ int lower_packed_linear(LoweringContext& c, const Node& n, int x) {
   step->layer.panels = c.weights().derived(w, pack_gemm_kind(1, w.dim(0), step->layer.in) + " columns " + std::to_string(layout),
                                            [&] { return pack_in_order(w, order); });
   const PackedLinear& l = step->layer;
-  const bool reordered = val(c, x).desc != plain_desc(val(c, x).shape);
+  const bool reordered = !plain_order(order);
   c.count_weight_bytes(static_cast<int64_t>(l.panels.nbytes() + (l.bias.defined() ? l.bias.nbytes() : 0)));
   const Shape y = {val(c, x).shape[0], l.out};
   const int out = new_value(c, y, plain_desc(y));

@@ -17,13 +17,15 @@ constexpr int64_t kPackedLinearMaxRows = 4;
 // numbered plain rows into the layout, so it holds for any layout oneDNN has.
 std::vector<int64_t> feature_at_position(const md& desc, const Shape& shape);
 
-// Whether the packed kernel can run linear node n on value x: f32 parameter
+// Where the packed kernel can run linear node n on value x (f32 parameter
 // weights, at most a ReLU fused, at most kPackedLinearMaxRows rows of x, each
-// one stretch of memory (2-D, or a 4-D flatten in NCHW, NHWC, nChw16c...).
-bool packed_linear_applies(LoweringContext& c, const Node& n, int x);
+// one stretch of memory: 2-D, or a 4-D flatten in NCHW, NHWC, nChw16c...),
+// the feature order of x's layout (feature_at_position); elsewhere empty.
+// Found once per layer and handed to the two calls below.
+std::vector<int64_t> packed_linear_order(LoweringContext& c, const Node& n, int x);
 // The kernel on zeroed rows of the layer's shapes, for timing.
-KernelCandidate packed_linear_candidate(LoweringContext& c, const Node& n, int x);
+KernelCandidate packed_linear_candidate(LoweringContext& c, const Node& n, int x, const std::vector<int64_t>& order);
 // Adds the step; returns the output value ([rows, out], plain).
-int lower_packed_linear(LoweringContext& c, const Node& n, int x);
+int lower_packed_linear(LoweringContext& c, const Node& n, int x, const std::vector<int64_t>& order);
 
 }  // namespace leanai::runtime::lower

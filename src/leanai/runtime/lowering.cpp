@@ -372,10 +372,11 @@ class Lowering : public LoweringContext {
       mm_pd = dnnl::matmul::primitive_desc(mm_desc, attr, cpu_engine());
     }
     // Candidate 3 (a few rows, each one stretch of memory in any layout): leanai's packed GEMM.
-    const bool packed_ok = lower::packed_linear_applies(*this, n, x);
-    const std::string choice = spatial && !packed_ok ? "inner_product" : choose_linear(n, ip_pd, mm_pd, x, y, bias, packed_ok);
+    const std::vector<int64_t> packed_order = lower::packed_linear_order(*this, n, x);
+    const std::string choice =
+        spatial && packed_order.empty() ? "inner_product" : choose_linear(n, ip_pd, mm_pd, x, y, bias, packed_order);
     if (choice == "packed") {
-      node_value_[n.id] = lower::lower_packed_linear(*this, n, x);
+      node_value_[n.id] = lower::lower_packed_linear(*this, n, x, packed_order);
       return;
     }
     x = as_layout(x, choice == "inner_product" ? ip_pd.src_desc() : mm_pd.src_desc(), node_name(n));
@@ -406,11 +407,13 @@ class Lowering : public LoweringContext {
   }
 
   // Times the linear kernels that apply (inner product; matmul for a 2-D
-  // source; the packed GEMM for a few rows) on scratch memory of the real
-  // shapes; returns the name of the faster. LEANAI_LINEAR_KERNEL names one to
-  // take without timing, where it applies.
+  // source; the packed GEMM for a few rows, where packed_order is not empty)
+  // on scratch memory of the real shapes; returns the name of the faster.
+  // LEANAI_LINEAR_KERNEL names one to take without timing, where it applies.
   std::string choose_linear(const Node& n, const dnnl::inner_product_forward::primitive_desc& ip,
-                            const dnnl::matmul::primitive_desc& mm, int x, const Shape& y, bool bias, bool packed) {
+                            const dnnl::matmul::primitive_desc& mm, int x, const Shape& y, bool bias,
+                            const std::vector<int64_t>& packed_order) {
+    const bool packed = !packed_order.empty();
     const Shape& xs = val(x).shape;
     auto args = [&](auto& pd) {
       std::vector<std::pair<int, md>> a = {{DNNL_ARG_SRC, pd.src_desc()}, {DNNL_ARG_WEIGHTS, pd.weights_desc()},
@@ -421,7 +424,7 @@ class Lowering : public LoweringContext {
     std::vector<KernelCandidate> candidates = {
         scratch_candidate("inner_product", dnnl::inner_product_forward(ip), args(ip), md(), md())};
     if (xs.size() == 2) candidates.push_back(scratch_candidate("matmul", dnnl::matmul(mm), args(mm), md(), md()));
-    if (packed) candidates.push_back(lower::packed_linear_candidate(*this, n, x));
+    if (packed) candidates.push_back(lower::packed_linear_candidate(*this, n, x, packed_order));
     if (const char* forced = std::getenv("LEANAI_LINEAR_KERNEL"); forced && *forced)
       for (const KernelCandidate& c : candidates)
         if (c.name == forced) return c.name;

@@ -100,6 +100,9 @@ TEST(PlanQuant, Int8RegionThroughPoolingAndFlatten) {
     EXPECT_TRUE(first_quantizes);
   }
   EXPECT_EQ(count_kind(steps, "pooling"), 1);
+  // The flatten reads conv2's NHWC bytes as they lie, fc's weight columns in
+  // their order: no reorder (the accuracy check above fails if the order is wrong).
+  EXPECT_EQ(count_kind(steps, "reorder"), 0);
   for (const PlanStep& s : steps) {
     if (s.kind == "pooling") {
       EXPECT_NE(s.detail.find("leanai int8 max, u8"), std::string::npos) << s.detail;

@@ -83,12 +83,16 @@ std::vector<int64_t> feature_at_position(const md& desc, const Shape& shape) {
     return order;
   }
   const int64_t rows = shape[0], features = shape_numel(shape) / rows;
-  if (desc.data_type() != dt::f32 || rows * features >= (int64_t{1} << 24)) return {};  // numbers exact in a float
-  dnnl::memory plain(plain_desc(shape), cpu_engine()), laid(desc, cpu_engine());
+  if (rows * features >= (int64_t{1} << 24)) return {};  // numbers exact in a float
+  // The same layout holding floats (strides and blocks count elements), so
+  // the numbers survive the reorder whatever the value's own element type.
+  md as_f32 = desc;
+  as_f32.data.data_type = dnnl_f32;
+  dnnl::memory plain(plain_desc(shape), cpu_engine()), laid(as_f32, cpu_engine());
   float* numbered = static_cast<float*>(plain.get_data_handle());
   for (int64_t i = 0; i < rows * features; ++i) numbered[i] = static_cast<float>(i + 1);
   float* out = static_cast<float*>(laid.get_data_handle());
-  const int64_t total = static_cast<int64_t>(desc.get_size() / sizeof(float));
+  const int64_t total = static_cast<int64_t>(as_f32.get_size() / sizeof(float));
   std::fill_n(out, total, 0.0f);
   try {
     dnnl::reorder(plain, laid).execute(cpu_stream(), plain, laid);

@@ -1,4 +1,7 @@
 // qlinear / qconv2d on oneDNN int8 (see lower_quantized.h).
+#include <functional>
+#include <string_view>
+
 #include "leanai/core/error.h"
 #include "leanai/kernels/dnnl_context.h"
 #include "leanai/kernels/post_ops.h"
@@ -126,6 +129,22 @@ dnnl::primitive_attr int8_layer_attr(const InputQuant& iq, bool conv, const std:
   return attr;
 }
 
+// w [out, in] with column p taken from column order[p] - 1.
+Tensor columns_in_order(const Tensor& w, const std::vector<int64_t>& order) {
+  const int64_t rows = w.dim(0), cols = w.dim(1);
+  Tensor out = Tensor::empty(w.shape(), w.dtype());
+  const int8_t* src = w.data<int8_t>();
+  int8_t* dst = out.data<int8_t>();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t p = 0; p < cols; ++p) dst[r * cols + p] = src[r * cols + order[p] - 1];
+  return out;
+}
+
+std::string order_key(const std::vector<int64_t>& order) {
+  return std::to_string(std::hash<std::string_view>{}(
+      std::string_view(reinterpret_cast<const char*>(order.data()), order.size() * sizeof(int64_t))));
+}
+
 }  // namespace
 
 bool lower_quantized_layer(LoweringContext& c, const Node& n) {
@@ -147,11 +166,17 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
   // oneDNN's s8-source convolutions halve the weights themselves; its s8 GEMM
   // (matmul) shifts the source to u8 and does not, so it needs them too.
   const bool seven_bit = !cpu_has_vnni() && (iq.dtype == DType::u8 || !conv);
-  const Tensor w = seven_bit ? c.weights().derived(wq, "int8 weights halved to 7 bits", [&] {
+  const Tensor w7 = seven_bit ? c.weights().derived(wq, "int8 weights halved to 7 bits", [&] {
     Tensor h = Tensor::empty(wq.shape(), DType::i8);
     for (int64_t i = 0; i < wq.numel(); ++i) h.data<int8_t>()[i] = static_cast<int8_t>(std::nearbyint(wq.data<int8_t>()[i] / 2.0f));
     return h;
   }) : wq;
+  // A source viewed in its layout's feature order (an absorbed flatten): the
+  // weights' columns in that order.
+  const std::vector<int64_t> order = val(c, x).feature_order;
+  const Tensor w = order.empty() ? w7 : c.weights().derived(w7, "columns in order " + order_key(order), [&] {
+    return columns_in_order(w7, order);
+  });
   std::vector<float> w_scale(ws.data<float>(), ws.data<float>() + out_ch);
   if (seven_bit)
     for (float& s : w_scale) s *= 2.0f;

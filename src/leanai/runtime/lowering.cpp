@@ -557,9 +557,31 @@ class Lowering : public LoweringContext {
       absorbed_flattens_.insert(n.id);
       return;
     }
-    x = as_plain(x, node_name(n));
+    // A flatten of u8/s8 bytes read only by int8 matmuls (NHWC, as the int8
+    // convolutions and pools write it): viewed as they lie, each sample one
+    // stretch with its features in the layout's order, which the matmuls'
+    // weight columns then follow, so no reorder runs.
+    std::vector<int64_t> order;
+    if (n.op == "flatten" && val(x).shape.size() == 4 && y.size() == 2 && is_int8(val(x).desc) &&
+        all_readers_are_int8_matmuls(n.id))
+      order = lower::feature_at_position(val(x).desc, val(x).shape);
+    const bool in_place = !order.empty() && static_cast<int64_t>(order.size()) == y[1];  // no padding between samples
+    if (!in_place) x = as_plain(x, node_name(n));
     node_value_[n.id] = new_value(y, plain_desc(y, val(x).desc.data_type()), x);  // a view of the same bytes
     inst_->values[node_value_[n.id]].quant = val(x).quant;
+    if (in_place) inst_->values[node_value_[n.id]].feature_order = std::move(order);
+  }
+
+  // Readers lower_quantized_layer lowers as a whole (qlinear, parameter
+  // weights, no fused add), taking the node as their source.
+  bool all_readers_are_int8_matmuls(int id) const {
+    if (id == g_.output()) return false;
+    for (const Node& m : g_.nodes())
+      for (size_t i = 0; i < m.inputs.size(); ++i)
+        if (m.inputs[i] == id && (m.op != "qlinear" || i != 0 || m.inputs.size() != 4 || !is_param(m.inputs[1]) ||
+                                  !is_param(m.inputs[2]) || !is_param(m.inputs[3])))
+          return false;
+    return true;
   }
 
   bool all_readers_are_linear(int id) const {

@@ -32,6 +32,9 @@ struct Value {
   QuantParams quant;      // u8 / s8 values (an int8 region): what their bytes mean as f32
   int dequantized = -1;   // u8 / s8 values: their f32 copy, once a reader wanted one
   std::vector<int> quantized;  // f32 values: their u8 / s8 copies, one per params and layout readers wanted
+  // A 2-D view of a 4-D value's bytes as they lie (a flatten int8 matmuls
+  // absorb): column p holds feature feature_order[p] - 1. Empty: plain order.
+  std::vector<int64_t> feature_order;
   dnnl::memory mem;       // bound after memory planning
   Tensor tensor;          // plain view into the arena, for kernel steps
 };

@@ -1,5 +1,9 @@
 #include "leanai/runtime/lower_common.h"
 
+#include <algorithm>
+#include <functional>
+#include <string_view>
+
 #include "leanai/core/error.h"
 #include "leanai/kernels/dnnl_context.h"
 #include "leanai/kernels/post_ops.h"
@@ -140,6 +144,51 @@ void finish_layer(LoweringContext& c, const Node& n, PrimitiveStep& s, int x, in
   if (fused_add) s.reads.push_back(out);
   s.writes = {out};
   c.set_node_value(n.id, out);
+}
+
+std::vector<int64_t> feature_at_position(const md& desc, const Shape& shape) {
+  if (desc == plain_desc(shape)) {
+    std::vector<int64_t> order(static_cast<size_t>(shape_numel(shape) / shape[0]));
+    for (size_t f = 0; f < order.size(); ++f) order[f] = static_cast<int64_t>(f) + 1;
+    return order;
+  }
+  const int64_t rows = shape[0], features = shape_numel(shape) / rows;
+  if (rows * features >= (int64_t{1} << 24)) return {};  // numbers exact in a float
+  // The same layout holding floats (strides and blocks count elements), so
+  // the numbers survive the reorder whatever the value's own element type.
+  md as_f32 = desc;
+  as_f32.data.data_type = dnnl_f32;
+  dnnl::memory plain(plain_desc(shape), cpu_engine()), laid(as_f32, cpu_engine());
+  float* numbered = static_cast<float*>(plain.get_data_handle());
+  for (int64_t i = 0; i < rows * features; ++i) numbered[i] = static_cast<float>(i + 1);
+  float* out = static_cast<float*>(laid.get_data_handle());
+  const int64_t total = static_cast<int64_t>(as_f32.get_size() / sizeof(float));
+  std::fill_n(out, total, 0.0f);
+  try {
+    dnnl::reorder(plain, laid).execute(cpu_stream(), plain, laid);
+    cpu_stream().wait();
+  } catch (const dnnl::error&) {
+    return {};  // a layout oneDNN cannot reorder into: not one the packed kernel reads either
+  }
+  if (total % rows) return {};
+  const int64_t stretch = total / rows;
+  std::vector<int64_t> order(static_cast<size_t>(stretch));
+  int64_t seen = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t p = 0; p < stretch; ++p) {
+      const int64_t v = static_cast<int64_t>(out[r * stretch + p]);
+      const int64_t feature = v == 0 ? 0 : v - r * features;  // 1-based within sample r
+      if (feature < 0 || feature > features) return {};       // another sample's feature
+      if (r == 0) order[p] = feature, seen += feature > 0;
+      else if (feature != order[p]) return {};
+    }
+  if (seen != features) return {};
+  return order;
+}
+
+std::string feature_order_key(const std::vector<int64_t>& order) {
+  return std::to_string(std::hash<std::string_view>{}(
+      std::string_view(reinterpret_cast<const char*>(order.data()), order.size() * sizeof(int64_t))));
 }
 
 }  // namespace lower

@@ -28,6 +28,15 @@ const char* type_name(dt t);
 // accepts as reading it as input `i`; never past the graph output.
 bool all_readers(const Graph& g, int node, const std::function<bool(const Node&, size_t)>& fits);
 
+// For each position of a sample's stretch of memory in layout `desc`, the
+// feature stored there plus one (0: padding). Empty when the samples of
+// `shape` are not stored one whole stretch after another. Found by reordering
+// numbered plain rows into the layout (in f32, whatever desc's element type),
+// so it holds for any layout oneDNN has.
+std::vector<int64_t> feature_at_position(const md& desc, const Shape& shape);
+// A short name for such an order, to key weights packed in it by.
+std::string feature_order_key(const std::vector<int64_t>& order);
+
 // Shapes and oneDNN geometry of a linear / conv2d / q-op node.
 struct Geometry {
   bool conv = false;

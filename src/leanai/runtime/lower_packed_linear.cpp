@@ -9,9 +9,6 @@
 // layout (nChw16c): each sample is still one stretch of memory, only with its
 // features in another order. The weights' columns are packed in that order,
 // so the kernel reads the stretch as it lies, with no reorder.
-#include <functional>
-#include <string_view>
-
 #include "leanai/kernels/dnnl_context.h"
 #include "leanai/kernels/packed_gemm.h"
 #include "leanai/kernels/post_ops.h"
@@ -76,46 +73,6 @@ PackedLinear unpacked_linear(LoweringContext& c, const Node& n, const std::vecto
 
 namespace lower {
 
-std::vector<int64_t> feature_at_position(const md& desc, const Shape& shape) {
-  if (desc == plain_desc(shape)) {
-    std::vector<int64_t> order(static_cast<size_t>(shape_numel(shape) / shape[0]));
-    for (size_t f = 0; f < order.size(); ++f) order[f] = static_cast<int64_t>(f) + 1;
-    return order;
-  }
-  const int64_t rows = shape[0], features = shape_numel(shape) / rows;
-  if (rows * features >= (int64_t{1} << 24)) return {};  // numbers exact in a float
-  // The same layout holding floats (strides and blocks count elements), so
-  // the numbers survive the reorder whatever the value's own element type.
-  md as_f32 = desc;
-  as_f32.data.data_type = dnnl_f32;
-  dnnl::memory plain(plain_desc(shape), cpu_engine()), laid(as_f32, cpu_engine());
-  float* numbered = static_cast<float*>(plain.get_data_handle());
-  for (int64_t i = 0; i < rows * features; ++i) numbered[i] = static_cast<float>(i + 1);
-  float* out = static_cast<float*>(laid.get_data_handle());
-  const int64_t total = static_cast<int64_t>(as_f32.get_size() / sizeof(float));
-  std::fill_n(out, total, 0.0f);
-  try {
-    dnnl::reorder(plain, laid).execute(cpu_stream(), plain, laid);
-    cpu_stream().wait();
-  } catch (const dnnl::error&) {
-    return {};  // a layout oneDNN cannot reorder into: not one the packed kernel reads either
-  }
-  if (total % rows) return {};
-  const int64_t stretch = total / rows;
-  std::vector<int64_t> order(static_cast<size_t>(stretch));
-  int64_t seen = 0;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t p = 0; p < stretch; ++p) {
-      const int64_t v = static_cast<int64_t>(out[r * stretch + p]);
-      const int64_t feature = v == 0 ? 0 : v - r * features;  // 1-based within sample r
-      if (feature < 0 || feature > features) return {};       // another sample's feature
-      if (r == 0) order[p] = feature, seen += feature > 0;
-      else if (feature != order[p]) return {};
-    }
-  if (seen != features) return {};
-  return order;
-}
-
 std::vector<int64_t> packed_linear_order(LoweringContext& c, const Node& n, int x) {
   if (n.op != "linear" || !is_param(c, n.inputs[1])) return {};
   const std::vector<PostOp> ops = parse_post_ops(n);
@@ -146,9 +103,7 @@ int lower_packed_linear(LoweringContext& c, const Node& n, int x, const std::vec
   step->layer = unpacked_linear(c, n, order);
   // One packed copy per layout, shared by every plan instance reading it.
   const Tensor& w = param(c, n.inputs[1]);
-  const size_t layout = std::hash<std::string_view>{}(
-      std::string_view(reinterpret_cast<const char*>(order.data()), order.size() * sizeof(int64_t)));
-  step->layer.panels = c.weights().derived(w, pack_gemm_kind(1, w.dim(0), step->layer.in) + " columns " + std::to_string(layout),
+  step->layer.panels = c.weights().derived(w, pack_gemm_kind(1, w.dim(0), step->layer.in) + " columns " + feature_order_key(order),
                                            [&] { return pack_in_order(w, order); });
   const PackedLinear& l = step->layer;
   const bool reordered = !plain_order(order);

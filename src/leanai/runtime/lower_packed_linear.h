@@ -4,19 +4,13 @@
 // that kernel where it applies (for tests and reproducible comparisons).
 #pragma once
 #include "leanai/runtime/kernel_choice.h"
-#include "leanai/runtime/lower_quantized.h"
+#include "leanai/runtime/lower_common.h"
 
 namespace leanai::runtime::lower {
 
 // Batch 1 and small chunks: where the weights' streaming is the cost.
 constexpr int64_t kPackedLinearMaxRows = 4;
 
-// For each position of a sample's stretch of memory in layout `desc`, the
-// feature stored there plus one (0: padding). Empty when the samples of
-// `shape` are not stored one whole stretch after another. Found by reordering
-// numbered plain rows into the layout (in f32, whatever desc's element type),
-// so it holds for any layout oneDNN has.
-std::vector<int64_t> feature_at_position(const md& desc, const Shape& shape);
 
 // Where the packed kernel can run linear node n on value x (f32 parameter
 // weights, at most a ReLU fused, at most kPackedLinearMaxRows rows of x, each

@@ -1,7 +1,4 @@
 // qlinear / qconv2d on oneDNN int8 (see lower_quantized.h).
-#include <functional>
-#include <string_view>
-
 #include "leanai/core/error.h"
 #include "leanai/kernels/dnnl_context.h"
 #include "leanai/kernels/post_ops.h"
@@ -140,11 +137,6 @@ Tensor columns_in_order(const Tensor& w, const std::vector<int64_t>& order) {
   return out;
 }
 
-std::string order_key(const std::vector<int64_t>& order) {
-  return std::to_string(std::hash<std::string_view>{}(
-      std::string_view(reinterpret_cast<const char*>(order.data()), order.size() * sizeof(int64_t))));
-}
-
 }  // namespace
 
 bool lower_quantized_layer(LoweringContext& c, const Node& n) {
@@ -174,7 +166,7 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
   // A source viewed in its layout's feature order (an absorbed flatten): the
   // weights' columns in that order.
   const std::vector<int64_t> order = val(c, x).feature_order;
-  const Tensor w = order.empty() ? w7 : c.weights().derived(w7, "columns in order " + order_key(order), [&] {
+  const Tensor w = order.empty() ? w7 : c.weights().derived(w7, "columns in order " + feature_order_key(order), [&] {
     return columns_in_order(w7, order);
   });
   std::vector<float> w_scale(ws.data<float>(), ws.data<float>() + out_ch);

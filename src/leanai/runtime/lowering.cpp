@@ -16,6 +16,7 @@
 #include "leanai/kernels/post_ops.h"
 #include "leanai/kernels/weight_storage.h"
 #include "leanai/runtime/kernel_choice.h"
+#include "leanai/runtime/lower_common.h"
 #include "leanai/runtime/lower_packed_linear.h"
 #include "leanai/runtime/lower_quantized.h"
 #include "leanai/runtime/plan_instance.h"

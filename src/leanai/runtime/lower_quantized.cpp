@@ -34,14 +34,26 @@ int quantize(LoweringContext& c, int v, const md& want, const QuantParams& p, co
   return out;
 }
 
+// Whether input i of static q-op m is the operand of a residual add that may
+// be read in u8/s8: the add, then at most a ReLU, which commutes with the
+// rescaling from the operand's units (int8_layer_attr).
+bool reads_int8_residual(const Node& m, size_t i) {
+  const std::vector<PostOp> ops = parse_post_ops(m);
+  const size_t own = m.inputs.size() - static_cast<size_t>(count_add_post_ops(ops));
+  return own == 4 && i == own && m.inputs.size() == 5 && ops[0].op == "add" &&
+         (ops.size() == 1 || (ops.size() == 2 && ops[1].op == "relu"));
+}
+
 // The params a q-op's output may be stored with (an int8 region): its readers
-// are all q-ops taking it as their source with the same static params.
+// are all q-ops taking it as their source with the same static params (or as
+// a residual operand, read in any params).
 std::optional<QuantParams> region_params(const Graph& g, int node) {
   std::vector<QuantParams> found;
   const bool ok = all_readers(g, node, [&](const Node& m, size_t i) {
-    if ((m.op != "qlinear" && m.op != "qconv2d") || i != 0) return false;
+    if (m.op != "qlinear" && m.op != "qconv2d") return false;
     const InputQuant iq = parse_input_quant(m);
     if (iq.dynamic) return false;
+    if (i != 0) return reads_int8_residual(m, i);  // takes the operand in whatever params it has
     found.push_back(iq.params);
     return true;
   });
@@ -87,7 +99,8 @@ class DynamicQuantizeStep : public OneToOneStep {
 // residual_post_op), then the requantization to out_q.
 dnnl::primitive_attr int8_layer_attr(const InputQuant& iq, bool conv, const std::vector<float>& w_scale,
                                      const std::vector<PostOp>& ops, const std::vector<md>& add_descs,
-                                     const std::optional<QuantParams>& out_q, bool src_zero_point, int& residual_post_op) {
+                                     const std::optional<QuantParams>& out_q, const std::optional<QuantParams>& residual_q,
+                                     bool src_zero_point, int& residual_post_op) {
   const int64_t out_ch = static_cast<int64_t>(w_scale.size());
   dnnl::primitive_attr attr;
   dnnl::post_ops post;
@@ -98,12 +111,17 @@ dnnl::primitive_attr int8_layer_attr(const InputQuant& iq, bool conv, const std:
   } else if (iq.dynamic) {
     attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
   } else {
+    // An int8 residual operand q (real value s_r * q, zero point 0) is added
+    // as it lies: the output scales give the layer's result in the operand's
+    // units (divided by s_r), and the final linear post-op multiplies by s_r.
+    // One linear post-op only: oneDNN 2.6's jit kernels run a second
+    // eltwise_linear with the first one's alpha and beta.
     std::vector<float> scales(w_scale);
-    for (float& s : scales) s *= iq.params.scale;
+    for (float& s : scales) s *= iq.params.scale / (residual_q ? residual_q->scale : 1.0f);
     attr.set_output_scales(1 << 1, scales);
   }
   residual_post_op = -1;
-  const dnnl::post_ops user = to_dnnl_post_ops(ops, add_descs, out_q ? -1 : 0);
+  const dnnl::post_ops user = to_dnnl_post_ops(ops, add_descs, out_q || residual_q ? -1 : 0);
   for (int i = 0; i < user.len(); ++i) {
     if (user.kind(i) == dnnl::primitive::kind::sum) {
       post.append_sum(1.0f);
@@ -120,7 +138,11 @@ dnnl::primitive_attr int8_layer_attr(const InputQuant& iq, bool conv, const std:
       post.append_eltwise(scale, alg, alpha, beta);
     }
   }
-  if (out_q) post.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / out_q->scale, static_cast<float>(out_q->zero_point));
+  const float units = residual_q ? residual_q->scale : 1.0f;
+  if (out_q)
+    post.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, units / out_q->scale, static_cast<float>(out_q->zero_point));
+  else if (residual_q)
+    post.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, units, 0.0f);
   attr.set_post_ops(post);
   if (src_zero_point) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
   return attr;
@@ -173,7 +195,17 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
   if (seven_bit)
     for (float& s : w_scale) s *= 2.0f;
 
-  const std::vector<int> adds = add_operands(c, n, own);
+  // A residual operand in u8/s8 (an int8 region wrote it) is read as it lies
+  // where oneDNN has a kernel for that; others are added in f32.
+  std::optional<QuantParams> residual_q;
+  std::vector<int> adds;
+  if (!iq.dynamic && reads_int8_residual(n, own) && is_int8(val(c, c.node_value(n.inputs[own])).desc) &&
+      val(c, c.node_value(n.inputs[own])).quant.zero_point == 0) {
+    adds = {c.node_value(n.inputs[own])};
+    residual_q = val(c, adds[0]).quant;
+  } else {
+    adds = add_operands(c, n, own);
+  }
   // Requantized output for an int8 region. A fused add is then a binary
   // post-op reading the f32 operand (an in-place sum would read it from the
   // u8 destination), if oneDNN has a kernel for that; else the output stays f32.
@@ -189,20 +221,36 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
   int residual_post_op = -1;  // the binary add's index among the post-ops
   auto make_pd = [&] {
     const dnnl::primitive_attr attr =
-        int8_layer_attr(iq, conv, w_scale, ops, add_descs, out_q, src_zero_point, residual_post_op);
+        int8_layer_attr(iq, conv, w_scale, ops, add_descs, out_q, residual_q, src_zero_point, residual_post_op);
     return layer_pd(geo, src_t, dt::s8, dynamic_conv ? md() : bias_desc(geo), out_q ? int8_type(out_q->dtype) : dt::f32,
                     attr);
   };
   LayerPd pd;
-  if (!adds.empty() && out_q) {
+  if (residual_q) {
+    try {
+      pd = make_pd();
+    } catch (const dnnl::error&) {
+      // no kernel reads this int8 operand in a binary post-op: added in f32 below
+    }
+    if (!pd.prim || pd.impl.find("ref") != std::string::npos) {
+      pd = LayerPd();
+      residual_q.reset();
+      adds = add_operands(c, n, own);
+      add_descs = {val(c, adds[0]).desc};
+    }
+  }
+  if (!pd.prim && !adds.empty() && out_q) {
     try {
       pd = make_pd();
     } catch (const dnnl::error&) {
       // no kernel takes this add as a binary post-op: handled below
     }
-    if (!pd.prim || pd.impl.find("ref") != std::string::npos) out_q.reset();  // f32 output, in-place sum
+    if (!pd.prim || pd.impl.find("ref") != std::string::npos) {  // f32 output, in-place sum
+      out_q.reset();
+      pd = LayerPd();
+    }
   }
-  if (!pd.prim || !out_q) pd = make_pd();
+  if (!pd.prim) pd = make_pd();
 
   // The source, quantized where a region begins.
   DynamicQuantizeStep* dq = nullptr;
@@ -243,6 +291,7 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
   std::string detail = pd.impl + ", " + type_name(src_t) + " -> " + (out_q ? std::string(type_name(int8_type(out_q->dtype))) + " (requantized)" : "f32");
   if (iq.dynamic) detail += ", dynamic";
   if (seven_bit) detail += ", 7-bit weights (no VNNI)";
+  if (residual_q) detail += std::string(", residual read in ") + type_name(val(c, adds[0]).desc.data_type());
   const bool binary_add = residual_post_op >= 0;
   const int out = binary_add ? new_value(c, geo.y, pd.dst) : layer_destination(c, n, adds, pd.dst, geo.y);
   auto& s = add_primitive(c, pd.prim, pd.scratch, name_of(n), n.op, detail + post_op_note(n));

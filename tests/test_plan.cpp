@@ -218,7 +218,8 @@ TEST(Plan, PackedLinearReadsAConvolutionsLayoutInPlace) {
 
 // Where each feature of a sample lies in a layout, which the packed linear
 // layer's weight columns follow: plain, nhwc, nChw16c with channels padded
-// (20 -> 32, padding numbered 0), and chwn, whose samples interleave (none).
+// (20 -> 32, padding numbered 0), chwn, whose samples interleave (none), and
+// u8 NHWC (the same order as f32).
 TEST(Plan, FeatureOrderFollowsTheLayout) {
   using dnnl::memory;
   using runtime::lower::feature_at_position;
@@ -242,6 +243,10 @@ TEST(Plan, FeatureOrderFollowsTheLayout) {
       EXPECT_EQ(blocked[(c / 16) * 6 * 16 + hw * 16 + c % 16], c < 20 ? c * 6 + hw + 1 : 0) << c << " " << hw;
 
   EXPECT_TRUE(feature_at_position(desc({4, 3, 2, 2}, memory::format_tag::chwn), {4, 3, 2, 2}).empty());
+
+  // The order is the layout's, whatever the element type (the int8 flatten reads u8 NHWC).
+  const memory::desc u8_nhwc({2, 3, 4, 5}, memory::data_type::u8, memory::format_tag::nhwc);
+  EXPECT_EQ(feature_at_position(u8_nhwc, {2, 3, 4, 5}), nhwc);
 }
 
 TEST(MemoryPlanner, DisjointLifetimesShareAndOverlappingOnesDoNot) {

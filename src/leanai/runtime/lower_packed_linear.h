@@ -11,7 +11,6 @@ namespace leanai::runtime::lower {
 // Batch 1 and small chunks: where the weights' streaming is the cost.
 constexpr int64_t kPackedLinearMaxRows = 4;
 
-
 // Where the packed kernel can run linear node n on value x (f32 parameter
 // weights, at most a ReLU fused, at most kPackedLinearMaxRows rows of x, each
 // one stretch of memory: 2-D, or a 4-D flatten in NCHW, NHWC, nChw16c...),

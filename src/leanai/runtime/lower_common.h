@@ -36,6 +36,17 @@ bool all_readers(const Graph& g, int node, const std::function<bool(const Node&,
 std::vector<int64_t> feature_at_position(const md& desc, const Shape& shape);
 // A short name for such an order, to key weights packed in it by.
 std::string feature_order_key(const std::vector<int64_t>& order);
+// w [rows, cols] with its columns in such an order: column p of the result is
+// w's column order[p] - 1, or zeros where order[p] is 0 (padding).
+template <typename T>
+std::vector<T> columns_in_order(const T* w, int64_t rows, int64_t cols, const std::vector<int64_t>& order) {
+  const int64_t stretch = static_cast<int64_t>(order.size());
+  std::vector<T> out(static_cast<size_t>(rows * stretch), T{0});
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t p = 0; p < stretch; ++p)
+      if (order[p] > 0) out[r * stretch + p] = w[r * cols + order[p] - 1];
+  return out;
+}
 
 // Shapes and oneDNN geometry of a linear / conv2d / q-op node.
 struct Geometry {

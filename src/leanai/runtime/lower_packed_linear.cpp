@@ -50,12 +50,7 @@ bool plain_order(const std::vector<int64_t>& order) {
 Tensor pack_in_order(const Tensor& w, const std::vector<int64_t>& order) {
   const int64_t n = w.dim(0), k = w.dim(1), stretch = static_cast<int64_t>(order.size());
   if (stretch == k && plain_order(order)) return pack_gemm_stack(w.data<float>(), 1, n, k);
-  std::vector<float> columns(static_cast<size_t>(n * stretch), 0.0f);
-  const float* src = w.data<float>();
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t p = 0; p < stretch; ++p)
-      if (order[p] > 0) columns[j * stretch + p] = src[j * k + order[p] - 1];
-  return pack_gemm_stack(columns.data(), 1, n, stretch);
+  return pack_gemm_stack(columns_in_order(w.data<float>(), n, k, order).data(), 1, n, stretch);
 }
 
 // Node n reading features in `order`, all but its packed weights.

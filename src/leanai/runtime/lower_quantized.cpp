@@ -1,4 +1,6 @@
 // qlinear / qconv2d on oneDNN int8 (see lower_quantized.h).
+#include <algorithm>
+
 #include "leanai/core/error.h"
 #include "leanai/kernels/dnnl_context.h"
 #include "leanai/kernels/post_ops.h"
@@ -148,17 +150,6 @@ dnnl::primitive_attr int8_layer_attr(const InputQuant& iq, bool conv, const std:
   return attr;
 }
 
-// w [out, in] with column p taken from column order[p] - 1.
-Tensor columns_in_order(const Tensor& w, const std::vector<int64_t>& order) {
-  const int64_t rows = w.dim(0), cols = w.dim(1);
-  Tensor out = Tensor::empty(w.shape(), w.dtype());
-  const int8_t* src = w.data<int8_t>();
-  int8_t* dst = out.data<int8_t>();
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t p = 0; p < cols; ++p) dst[r * cols + p] = src[r * cols + order[p] - 1];
-  return out;
-}
-
 }  // namespace
 
 bool lower_quantized_layer(LoweringContext& c, const Node& n) {
@@ -189,7 +180,10 @@ bool lower_quantized_layer(LoweringContext& c, const Node& n) {
   // weights' columns in that order.
   const std::vector<int64_t> order = val(c, x).feature_order;
   const Tensor w = order.empty() ? w7 : c.weights().derived(w7, "columns in order " + feature_order_key(order), [&] {
-    return columns_in_order(w7, order);
+    const std::vector<int8_t> columns = columns_in_order(w7.data<int8_t>(), w7.dim(0), w7.dim(1), order);
+    Tensor t = Tensor::empty(w7.shape(), DType::i8);
+    std::copy(columns.begin(), columns.end(), t.data<int8_t>());
+    return t;
   });
   std::vector<float> w_scale(ws.data<float>(), ws.data<float>() + out_ch);
   if (seven_bit)

@@ -25,6 +25,13 @@ using leanai::test_support::blobs;
 
 namespace {
 
+// Solver options allowing `n` full evaluations, no candidates.
+SolverOptions evaluations(int n) {
+  SolverOptions o;
+  o.max_evaluations = n;
+  return o;
+}
+
 // Blobs with feature 0 always zero.
 std::shared_ptr<InMemoryDataset> blobs_with_dead_feature(int64_t n, uint64_t seed) {
   auto d = blobs(n, seed);
@@ -167,7 +174,7 @@ TEST(MixedPrecision, SolverKeepsTheSensitiveLayerAndMeetsTheBudget) {
     return m;
   };
   // Latency measured on a shared machine is noisy, so this test asks for accuracy only.
-  const SolvedPlan plan = solve_precisions(costs, {BudgetKind::max_drop, 0.5}, evaluate, SolverOptions{.max_evaluations = 4, .buckets = 2000, .candidates = {}});
+  const SolvedPlan plan = solve_precisions(costs, {BudgetKind::max_drop, 0.5}, evaluate, evaluations(4));
   EXPECT_TRUE(plan.met_budget);
   EXPECT_LE(plan.measured.drop, 0.5);
   for (size_t i = 0; i < order.size(); ++i) {

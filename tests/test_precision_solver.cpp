@@ -12,6 +12,13 @@ using leanai::test_support::expect_error;
 
 namespace {
 
+// Solver options allowing `n` full evaluations, no candidates.
+SolverOptions evaluations(int n) {
+  SolverOptions o;
+  o.max_evaluations = n;
+  return o;
+}
+
 // A layer of `params` weights whose int8 drop is `int8_drop`; bf16 halves the
 // time of fp32, int8 a quarter.
 LayerCosts layer(const std::string& name, double params, double int8_drop, double ms = 1.0) {
@@ -128,7 +135,7 @@ TEST(PrecisionSolver, RepairsWhenTheTrueDropExceedsTheBudget) {
     if (a[0] == Precision::int8 && a[1] == Precision::int8) m.drop += 0.5;
     return m;
   };
-  const SolvedPlan plan = solve_precisions(t, {BudgetKind::max_drop, 0.3}, evaluate, SolverOptions{.max_evaluations = 6, .buckets = 2000, .candidates = {}});
+  const SolvedPlan plan = solve_precisions(t, {BudgetKind::max_drop, 0.3}, evaluate, evaluations(6));
   EXPECT_TRUE(plan.met_budget);
   EXPECT_LE(plan.measured.drop, 0.3);
   EXPECT_FALSE(plan.assignment[0] == Precision::int8 && plan.assignment[1] == Precision::int8);
@@ -145,7 +152,7 @@ TEST(PrecisionSolver, StopsAtTheEvaluationBoundAndReportsTheClosestPlan) {
     m.drop += 1.0;  // nothing but fp32 everywhere would do, and even that measures 1 point off
     return m;
   };
-  const SolvedPlan plan = solve_precisions(t, {BudgetKind::max_drop, 0.3}, evaluate, SolverOptions{.max_evaluations = 3, .buckets = 2000, .candidates = {}});
+  const SolvedPlan plan = solve_precisions(t, {BudgetKind::max_drop, 0.3}, evaluate, evaluations(3));
   EXPECT_FALSE(plan.met_budget);
   EXPECT_EQ(plan.evaluations, 3);
   EXPECT_GT(plan.measured.drop, 0.3);
@@ -199,6 +206,46 @@ TEST(PrecisionSolver, PlansWithinTheTimingNoiseGoToTheSmaller) {
   EXPECT_EQ(run(0.99), knapsack);
   // 10% faster is real: the bigger plan wins.
   EXPECT_EQ(run(0.90), bigger);
+}
+
+TEST(PrecisionSolver, ARunoffSideBySideReplacesSingleNoisyTimings) {
+  const auto t = four_layers();
+  const Assignment knapsack = {Precision::int8, Precision::int8, Precision::bf16, Precision::int8};
+  const Assignment all_int8(4, Precision::int8);
+  const Assignment too_inaccurate = {Precision::int8, Precision::int8, Precision::int8, Precision::bf16};
+  // Nothing is lost on the held-out data except with fc1 and fc2 swapped; uniform
+  // int8 is truly the fastest, but its one evaluation ran at a third of the speed.
+  auto evaluate = [&](const Assignment& a) {
+    PlanMeasure m = additive(t, a);
+    m.drop = a == too_inaccurate ? 1.0 : 0.0;
+    if (a == all_int8) m.latency_ms *= 3;
+    return m;
+  };
+  SolverOptions o;
+  o.candidates = {too_inaccurate, all_int8};
+  EXPECT_EQ(solve_precisions(t, {BudgetKind::max_drop, 0.3}, evaluate, o).assignment, knapsack);  // no runoff
+
+  std::vector<Assignment> entrants;
+  o.time_side_by_side = [&](const std::vector<Assignment>& plans) {
+    entrants = plans;
+    std::vector<double> ms;
+    for (const Assignment& a : plans) ms.push_back(additive(t, a).latency_ms);
+    return ms;
+  };
+  const SolvedPlan plan = solve_precisions(t, {BudgetKind::max_drop, 0.3}, evaluate, o);
+  EXPECT_EQ(plan.assignment, all_int8);
+  EXPECT_DOUBLE_EQ(plan.measured.latency_ms, additive(t, all_int8).latency_ms);
+  EXPECT_EQ(plan.evaluations, 3);
+  // Only plans within the budget run, best single timing first.
+  EXPECT_EQ(entrants, (std::vector<Assignment>{knapsack, all_int8}));
+  EXPECT_EQ(plan.log.size(), 5u);  // three evaluations, two runoff lines
+  EXPECT_NE(plan.log.back().find("side by side"), std::string::npos);
+
+  // One entrant alone is not timed again.
+  entrants.clear();
+  o.candidates = {too_inaccurate};
+  EXPECT_EQ(solve_precisions(t, {BudgetKind::max_drop, 0.3}, evaluate, o).assignment, knapsack);
+  EXPECT_TRUE(entrants.empty());
 }
 
 TEST(PrecisionSolver, ParsesTargets) {

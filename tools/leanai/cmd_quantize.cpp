@@ -98,6 +98,13 @@ void run_quantize(QuantizeCliOptions o, const CLI::App& cmd) {
     SolverOptions so;
     so.max_evaluations = o.max_evals;
     so.candidates = {Assignment(order.size(), Precision::int8)};  // uniform int8 often measures best
+    so.time_side_by_side = [&](const std::vector<Assignment>& plans) {
+      std::vector<Graph> graphs;
+      for (const Assignment& a : plans) graphs.push_back(apply_precisions(s.inference, s.quant, order, a));
+      std::vector<const Graph*> pointers;
+      for (const Graph& g : graphs) pointers.push_back(&g);
+      return side_by_side_latency_ms(pointers, o.latency_batch, 5);
+    };
     const SolvedPlan plan = solve_precisions(costs, budget, evaluate, so);
     chosen = apply_precisions(s.inference, s.quant, order, plan.assignment);
     chosen_name = "mixed (" + o.target + ")";
@@ -110,17 +117,10 @@ void run_quantize(QuantizeCliOptions o, const CLI::App& cmd) {
                    o.target.c_str(), o.max_evals);
   }
   Row mixed = measure(chosen_name, chosen, s, test);
-  // Side by side: ROUNDS rounds, each timing all three from a fresh compile, medians
-  // (one compile can land on a slower batch split on a busy machine).
-  std::vector<std::vector<double>> times(3);
-  const Graph* graphs[3] = {&s.inference, &int8_graph, &chosen};
-  for (int round = 0; round < 3; ++round)
-    for (int i = 0; i < 3; ++i) times[i].push_back(plan_latency_ms(*graphs[i], o.latency_batch, 0.5));
-  Row* rows_out[3] = {&fp32, &int8, &mixed};
-  for (int i = 0; i < 3; ++i) {
-    std::sort(times[i].begin(), times[i].end());
-    rows_out[i]->latency_ms = times[i][1];
-  }
+  const std::vector<double> medians = side_by_side_latency_ms({&s.inference, &int8_graph, &chosen}, o.latency_batch, 3, 0.5);
+  fp32.latency_ms = medians[0];
+  int8.latency_ms = medians[1];
+  mixed.latency_ms = medians[2];
 
   json calib = json::object();
   for (const auto& [layer, q] : s.quant)

@@ -80,4 +80,18 @@ double plan_latency_ms(const Graph& graph, int64_t batch, double seconds) {
   return time_runs([&] { plan.run(x); }, batch, t).p50_ms;
 }
 
+std::vector<double> side_by_side_latency_ms(const std::vector<const Graph*>& graphs, int64_t batch, int rounds,
+                                            double seconds) {
+  check(rounds >= 1, "side-by-side timing: rounds must be >= 1");
+  std::vector<std::vector<double>> times(graphs.size());
+  for (int round = 0; round < rounds; ++round)
+    for (size_t i = 0; i < graphs.size(); ++i) times[i].push_back(plan_latency_ms(*graphs[i], batch, seconds));
+  std::vector<double> medians;
+  for (std::vector<double>& t : times) {
+    std::sort(t.begin(), t.end());
+    medians.push_back(t.size() % 2 ? t[t.size() / 2] : 0.5 * (t[t.size() / 2 - 1] + t[t.size() / 2]));
+  }
+  return medians;
+}
+
 }  // namespace leanai

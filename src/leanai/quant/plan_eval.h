@@ -7,6 +7,8 @@
 //   OutputError e = compare_logits(ref, q);     // KL(ref || q), SQNR in dB
 //   double acc = accuracy(q, labels);
 #pragma once
+#include <vector>
+
 #include "leanai/graph/graph.h"
 
 namespace leanai {
@@ -25,5 +27,11 @@ OutputError compare_logits(const Tensor& ref, const Tensor& out);
 
 // Median ms of one Plan run at batch `batch` (random input), after warm-up.
 double plan_latency_ms(const Graph& graph, int64_t batch, double seconds = 0.3);
+
+// The graphs timed side by side: `rounds` rounds, each timing every graph in
+// turn from a fresh compile (one compile can land on a slower batch split on a
+// busy machine); returns each graph's median over the rounds, in order.
+std::vector<double> side_by_side_latency_ms(const std::vector<const Graph*>& graphs, int64_t batch, int rounds,
+                                            double seconds = 0.3);
 
 }  // namespace leanai

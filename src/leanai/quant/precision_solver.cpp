@@ -78,6 +78,58 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// The index of the best measured plan. Plans that meet the budget beat any
+// that does not; among those, the objective decides, except that for a
+// max-drop target two plans whose times differ by less than the machine's
+// noise are equally fast: the smaller wins, then the more accurate (timing
+// noise alone would decide between them otherwise). Plans not meeting it
+// rank by how far they miss.
+size_t best_of(const std::vector<PlanMeasure>& plans, const SolverBudget& budget, const Objective& objective) {
+  size_t best = 0;
+  double best_score = kInf;
+  bool best_ok = false;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const PlanMeasure& m = plans[i];
+    const bool ok = within(budget, m);
+    const double score = ok ? objective(m) : 1e6 * (1 + overshoot(budget, m));
+    bool better = score < best_score;
+    const PlanMeasure& b = plans[best];
+    if (budget.kind == BudgetKind::max_drop && ok && best_ok &&
+        std::fabs(m.latency_ms - b.latency_ms) <= kLatencyNoiseShare * b.latency_ms)
+      better = m.bytes != b.bytes ? m.bytes < b.bytes : m.drop < b.drop;
+    if (better) {
+      best = i;
+      best_score = score;
+      best_ok = ok;
+    }
+  }
+  return best;
+}
+
+// Re-times the best plans that met the budget side by side and puts their
+// medians in place of the single timings of their evaluations.
+void runoff(const std::vector<Assignment>& plans, std::vector<PlanMeasure>& measured, const SolverBudget& budget,
+            const Objective& objective, const SolverOptions& options,
+            const std::function<std::string(const Assignment&)>& describe, std::vector<std::string>& log) {
+  std::vector<size_t> order;
+  for (size_t i = 0; i < plans.size(); ++i)
+    if (within(budget, measured[i])) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return objective(measured[a]) < objective(measured[b]); });
+  if (order.size() > static_cast<size_t>(std::max(0, options.runoff_plans))) order.resize(options.runoff_plans);
+  if (order.size() < 2) return;  // nothing to compare
+  std::vector<Assignment> entrants;
+  for (size_t i : order) entrants.push_back(plans[i]);
+  const std::vector<double> ms = options.time_side_by_side(entrants);
+  check(ms.size() == entrants.size(), "precision solver: the side-by-side timing returned the wrong number of times");
+  for (size_t k = 0; k < order.size(); ++k) {
+    PlanMeasure& m = measured[order[k]];
+    log.push_back("runoff: " + describe(plans[order[k]]) + "  " + std::to_string(ms[k]) + " ms side by side (was " +
+                  std::to_string(m.latency_ms) + " ms)");
+    m.latency_ms = ms[k];
+  }
+}
+
 }  // namespace
 
 SolverBudget parse_budget(const std::string& text, double fp32_bytes, double fp32_latency_ms) {
@@ -195,38 +247,22 @@ SolvedPlan solve_precisions(const std::vector<LayerCosts>& all, const SolverBudg
   const std::vector<LayerCosts> tables = usable_options(all);
   const Objective objective = objective_for(budget.kind, tables);
   Assignment current = choose_precisions(tables, budget, options.buckets);
-  SolvedPlan best;
-  double best_score = kInf;
+  SolvedPlan result;
   std::vector<Assignment> seen;
-  // Whether a measured plan beats the best so far. For a max-drop target, two
-  // plans within the budget whose measured times differ by less than the
-  // machine's noise are equally fast: the smaller wins, then the more accurate
-  // (timing noise alone decided between them before).
-  auto beats = [&](const PlanMeasure& m, bool ok, double score) {
-    if (budget.kind == BudgetKind::max_drop && ok && best.met_budget &&
-        std::fabs(m.latency_ms - best.measured.latency_ms) <= kLatencyNoiseShare * best.measured.latency_ms) {
-      if (m.bytes != best.measured.bytes) return m.bytes < best.measured.bytes;
-      return m.drop < best.measured.drop;
-    }
-    return score < best_score;
-  };
-  // Evaluates a plan on held-out data and keeps it when it is the best so far.
-  auto try_plan = [&](const Assignment& a) {
-    seen.push_back(a);
-    const PlanMeasure m = evaluate(a);
-    const bool ok = within(budget, m);
-    // Plans that meet the budget beat any that does not; among those, the objective decides.
-    const double score = ok ? objective(m) : 1e6 * (1 + overshoot(budget, m));
+  std::vector<PlanMeasure> measured;  // one per plan in `seen`
+  auto describe = [&](const Assignment& a) {
     std::string line;
     for (size_t i = 0; i < tables.size(); ++i) line += (i ? " " : "") + tables[i].layer + ":" + precision_name(a[i]);
-    best.log.push_back(line + "  drop " + std::to_string(m.drop) + " pt, " + std::to_string(m.bytes / 1e3) + " KB, " +
-                       std::to_string(m.latency_ms) + " ms" + (ok ? "" : "  (over budget)"));
-    if (beats(m, ok, score)) {
-      best_score = score;
-      best.assignment = a;
-      best.measured = m;
-      best.met_budget = ok;
-    }
+    return line;
+  };
+  // Evaluates a plan on held-out data; returns whether it met the budget.
+  auto try_plan = [&](const Assignment& a) {
+    seen.push_back(a);
+    measured.push_back(evaluate(a));
+    const PlanMeasure& m = measured.back();
+    const bool ok = within(budget, m);
+    result.log.push_back(describe(a) + "  drop " + std::to_string(m.drop) + " pt, " + std::to_string(m.bytes / 1e3) +
+                         " KB, " + std::to_string(m.latency_ms) + " ms" + (ok ? "" : "  (over budget)"));
     return ok;
   };
   while (static_cast<int>(seen.size()) < options.max_evaluations) {
@@ -276,9 +312,14 @@ SolvedPlan solve_precisions(const std::vector<LayerCosts>& all, const SolverBudg
     }
     if (std::find(seen.begin(), seen.end(), a) == seen.end()) try_plan(a);
   }
-  best.evaluations = static_cast<int>(seen.size());
-  best.predicted = predict(tables, best.assignment);
-  return best;
+  if (options.time_side_by_side) runoff(seen, measured, budget, objective, options, describe, result.log);
+  const size_t best = best_of(measured, budget, objective);
+  result.assignment = seen[best];
+  result.measured = measured[best];
+  result.met_budget = within(budget, measured[best]);
+  result.evaluations = static_cast<int>(seen.size());
+  result.predicted = predict(tables, result.assignment);
+  return result;
 }
 
 }  // namespace leanai

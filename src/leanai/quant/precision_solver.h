@@ -28,6 +28,13 @@
 // (or, if none did, the one closest to it, with `met_budget` false). For
 // max_drop, plans whose measured times differ by at most kLatencyNoiseShare
 // count as equally fast: the smaller wins, then the more accurate.
+//
+// Runoff: a full evaluation times its plan once, and a shared machine can run
+// the same plan at two speeds from one compile to the next, so single timings
+// can rank a slower plan first. With `time_side_by_side` set, the plans that
+// met the budget (up to `runoff_plans`, best first) are timed again together,
+// interleaved, and their medians replace the single timings before the best
+// is chosen.
 #pragma once
 #include <functional>
 #include <string>
@@ -80,6 +87,10 @@ struct SolverOptions {
   // the per-layer tables are additive estimates, so a plan they rank lower can
   // still measure better.
   std::vector<Assignment> candidates;
+  // Times plans side by side (interleaved rounds; one median per plan, in
+  // order). Unset: each plan keeps its evaluation's single timing.
+  std::function<std::vector<double>(const std::vector<Assignment>&)> time_side_by_side;
+  int runoff_plans = 4;
 };
 
 struct SolvedPlan {
@@ -88,7 +99,7 @@ struct SolvedPlan {
   PlanMeasure measured;   // from the last full evaluation of this plan
   bool met_budget = false;
   int evaluations = 0;
-  std::vector<std::string> log;  // one line per evaluation, for the report
+  std::vector<std::string> log;  // one line per evaluation (then per runoff plan), for the report
 };
 
 // The layers' options after dropping precisions slower than a higher one.

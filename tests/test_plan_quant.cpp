@@ -139,39 +139,58 @@ TEST(PlanQuant, Int8ResidualNet) {
     EXPECT_TRUE(block_output_int8) << listing;
   }
   // The stem writes u8 for layer1: its conv1 reads the bytes, and its conv2
-  // adds them as they lie (a binary post-op in the operand's units), where
-  // oneDNN has a kernel for that; no quantize between them either way.
+  // sums them in place as they lie (in the operand's units), where oneDNN has
+  // a kernel for that; no quantize between them either way.
   if (vnni_or_amx_kernels(listing)) {
-    EXPECT_NE(listing.find("residual read in u8"), std::string::npos) << listing;
+    EXPECT_NE(listing.find("residual read in u8 (sum)"), std::string::npos) << listing;
   }
   EXPECT_EQ(listing.find("layer1.conv1 (quantize)"), std::string::npos) << listing;
   EXPECT_EQ(listing.find("layer2.conv1 (quantize)") != std::string::npos, !block_output_int8) << listing;
   EXPECT_EQ(listing.find("layer2.sconv (quantize)"), std::string::npos) << listing;
 }
 
-// The residual-output paths beside the plain one above: an s8 output, and a
-// dynamically quantized writer (its scale and bias are post-ops 0 and 1, so
-// the residual add is post-op 2) whose readers are static.
+// The residual-output paths beside the plain one above: an s8 output whose s8
+// operand is summed in place; a u8 operand under an s8 output, which a sum
+// cannot read (it takes the destination's type), added by a binary post-op;
+// and a dynamically quantized writer (its scale and bias are post-ops 0 and 1,
+// so the residual add is post-op 2) whose readers are static.
 TEST(PlanQuant, Int8ResidualOutputSignedOrFromADynamicLayer) {
   const Graph g = optimize_for_inference(residual_net());
   const Tensor calib = random_tensor({32, 3, 12, 12}, 3), x = random_tensor({5, 3, 12, 12}, 4);
-  for (bool dynamic_writer : {false, true}) {
-    SCOPED_TRACE(dynamic_writer ? "dynamic writer, u8" : "static writer, s8");
-    const Graph q = dynamic_writer ? [&] {
+  enum Case { signed_sum, unsigned_operand_signed_output, dynamic_writer };
+  for (Case c : {signed_sum, unsigned_operand_signed_output, dynamic_writer}) {
+    SCOPED_TRACE(c == signed_sum ? "s8 output, s8 operand" : c == dynamic_writer ? "dynamic writer" : "s8 output, u8 operand");
+    Graph q;
+    if (c == signed_sum) {
+      q = quantized(residual_net(), calib, Precision::int8, false, DType::i8);
+    } else {
       auto layers = calibrate_layers(g, calib, Precision::int8);
-      layers["layer1.conv2"].dynamic = true;
-      return quantize_graph(g, layers);
-    }()
-                                   : quantized(residual_net(), calib, Precision::int8, false, DType::i8);
+      if (c == dynamic_writer) layers["layer1.conv2"].dynamic = true;
+      if (c == unsigned_operand_signed_output) {
+        for (const char* reader : {"layer2.conv1", "layer2.sconv"}) {  // layer1's output in s8; the stem's stays u8
+          QuantParams& in = layers[reader].input;
+          const float m = std::max(std::abs(dequantize_value(0, in)), std::abs(dequantize_value(255, in)));
+          in = params_for_range(-m, m, DType::i8);
+        }
+      }
+      q = quantize_graph(g, layers);
+    }
     EXPECT_LT(plan_vs_reference(q, x), int8_tolerance());
     std::string listing, writer;
     for (const PlanStep& s : plan_steps(q, 5)) {
       listing += s.name + " " + s.kind + " " + s.detail + "\n";
       if (s.name == "layer1.conv2") writer = s.detail;
     }
-    EXPECT_EQ(writer.find("dynamic") != std::string::npos, dynamic_writer) << listing;
+    EXPECT_EQ(writer.find("dynamic") != std::string::npos, c == dynamic_writer) << listing;
     if (vnni_or_amx_kernels(listing)) {
-      EXPECT_NE(writer.find(dynamic_writer ? "u8 (requantized)" : "s8 (requantized)"), std::string::npos) << listing;
+      EXPECT_NE(writer.find(c == dynamic_writer ? "u8 (requantized)" : "s8 (requantized)"), std::string::npos) << listing;
+      if (c == signed_sum) {
+        EXPECT_NE(writer.find("residual read in s8 (sum)"), std::string::npos) << listing;
+      }
+      if (c == unsigned_operand_signed_output) {
+        EXPECT_NE(writer.find("residual read in u8"), std::string::npos) << listing;
+        EXPECT_EQ(writer.find("(sum)"), std::string::npos) << listing;
+      }
     }
   }
 }

@@ -133,8 +133,8 @@ TEST(PlanQuant, Int8ResidualNet) {
   }
 
   // layer2's conv1 and shortcut read layer1's output with one range. layer1's
-  // conv2 writes it in u8 (its residual add a binary post-op) where oneDNN has
-  // a kernel for that, as with AVX-512 VNNI or AMX; else it is quantized once, for both.
+  // conv2 writes it in u8 (its residual add fused) where oneDNN has a kernel
+  // for that, as with AVX-512 VNNI or AMX; else it is quantized once, for both.
   if (vnni_or_amx_kernels(listing)) {
     EXPECT_TRUE(block_output_int8) << listing;
   }
@@ -192,6 +192,29 @@ TEST(PlanQuant, Int8ResidualOutputSignedOrFromADynamicLayer) {
         EXPECT_EQ(writer.find("(sum)"), std::string::npos) << listing;
       }
     }
+  }
+}
+
+// A block whose input is read again after the block: the fused add cannot sum
+// into the input's own storage (a later layer still reads it), so the sum runs
+// on a copy, and the later reader sees the input unchanged.
+TEST(PlanQuant, Int8ResidualSumIntoACopyWhenTheOperandIsReadLater) {
+  Graph g;
+  NetBuilder b(g, 7);
+  const int x = g.add("relu", {b.conv("stem", g.add_input("input", {3, 12, 12}), 3, 8, 3, 1, true)});
+  const int block = b.block("layer1", x, 8, 8, 1);
+  const int late = g.add("relu", {b.conv("late", x, 8, 8, 3, 1, true)});  // reads x after layer1's add
+  const int next = b.conv("next", block, 8, 8, 3, 1, true);               // so layer1 writes int8
+  int y = g.add("flatten", {g.add("global_avgpool", {g.add("add", {next, late})})});
+  y = g.add("linear", {y, b.param("fc.weight", {5, 8}, 0.3f), b.param("fc.bias", {5}, 0.1f)}, {}, "fc");
+  g.set_output(y);
+  const Graph q = quantized(g, random_tensor({32, 3, 12, 12}, 8), Precision::int8);
+  EXPECT_LT(plan_vs_reference(q, random_tensor({4, 3, 12, 12}, 9)), int8_tolerance());
+  std::string listing;
+  for (const PlanStep& s : plan_steps(q, 4)) listing += s.name + " " + s.kind + " " + s.detail + "\n";
+  if (vnni_or_amx_kernels(listing)) {
+    EXPECT_NE(listing.find("residual read in u8 (sum)"), std::string::npos) << listing;
+    EXPECT_NE(listing.find("(residual copy)"), std::string::npos) << listing;
   }
 }
 

@@ -248,6 +248,44 @@ TEST(PrecisionSolver, ARunoffSideBySideReplacesSingleNoisyTimings) {
   EXPECT_TRUE(entrants.empty());
 }
 
+TEST(PrecisionSolver, TheBestIsChosenAmongTheRunoffsEntrants) {
+  const auto t = four_layers();
+  const Assignment knapsack = {Precision::int8, Precision::int8, Precision::bf16, Precision::int8};
+  const Assignment second = {Precision::int8, Precision::int8, Precision::bf16, Precision::bf16};
+  const Assignment third = {Precision::int8, Precision::bf16, Precision::bf16, Precision::int8};
+  // Single timings rank knapsack, second, third; side by side the first two are
+  // slower than the third's single timing, which the runoff (two entrants) never checked.
+  auto single = [&](const Assignment& a) { return a == knapsack ? 1.0 : a == second ? 1.2 : 1.3; };
+  auto evaluate = [&](const Assignment& a) {
+    PlanMeasure m = additive(t, a);
+    m.drop = 0;
+    m.latency_ms = single(a);
+    return m;
+  };
+  SolverOptions o;
+  o.candidates = {second, third};
+  o.runoff_plans = 2;
+  o.time_side_by_side = [&](const std::vector<Assignment>& plans) {
+    std::vector<double> ms;
+    for (const Assignment& a : plans) ms.push_back(a == knapsack ? 2.0 : 1.5);
+    return ms;
+  };
+  const SolvedPlan plan = solve_precisions(t, {BudgetKind::max_drop, 0.3}, evaluate, o);
+  EXPECT_EQ(plan.evaluations, 3);
+  EXPECT_EQ(plan.assignment, second);
+  EXPECT_DOUBLE_EQ(plan.measured.latency_ms, 1.5);
+
+  // Under a latency or size budget the evaluations' timings stand: no runoff.
+  bool timed = false;
+  o.time_side_by_side = [&](const std::vector<Assignment>& plans) {
+    timed = true;
+    return std::vector<double>(plans.size(), 0.1);
+  };
+  solve_precisions(t, {BudgetKind::max_latency, 1.5}, evaluate, o);
+  solve_precisions(t, {BudgetKind::max_size, 1e6}, evaluate, o);
+  EXPECT_FALSE(timed);
+}
+
 TEST(PrecisionSolver, ParsesTargets) {
   const double bytes = 1e6, ms = 10;
   SolverBudget b = parse_budget("max-drop=0.3%", bytes, ms);

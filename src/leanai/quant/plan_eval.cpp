@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "leanai/core/error.h"
+#include "leanai/hw/microbench.h"
 #include "leanai/runtime/benchmark.h"
 #include "leanai/runtime/plan.h"
 
@@ -87,10 +88,7 @@ std::vector<double> side_by_side_latency_ms(const std::vector<const Graph*>& gra
   for (int round = 0; round < rounds; ++round)
     for (size_t i = 0; i < graphs.size(); ++i) times[i].push_back(plan_latency_ms(*graphs[i], batch, seconds));
   std::vector<double> medians;
-  for (std::vector<double>& t : times) {
-    std::sort(t.begin(), t.end());
-    medians.push_back(t.size() % 2 ? t[t.size() / 2] : 0.5 * (t[t.size() / 2 - 1] + t[t.size() / 2]));
-  }
+  for (const std::vector<double>& t : times) medians.push_back(median_of(t));
   return medians;
 }
 

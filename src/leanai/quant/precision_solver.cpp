@@ -106,18 +106,21 @@ size_t best_of(const std::vector<PlanMeasure>& plans, const SolverBudget& budget
   return best;
 }
 
-// Re-times the best plans that met the budget side by side and puts their
-// medians in place of the single timings of their evaluations.
-void runoff(const std::vector<Assignment>& plans, std::vector<PlanMeasure>& measured, const SolverBudget& budget,
-            const Objective& objective, const SolverOptions& options,
-            const std::function<std::string(const Assignment&)>& describe, std::vector<std::string>& log) {
+// Re-times the best plans that met a max-drop budget side by side and puts
+// their medians in place of the single timings of their evaluations. Returns
+// the plans that ran (none when fewer than two met the budget), which the
+// best is then chosen among: the others' single timings are what the runoff
+// is there to overrule.
+std::vector<size_t> runoff(const std::vector<Assignment>& plans, std::vector<PlanMeasure>& measured,
+                           const SolverBudget& budget, const Objective& objective, const SolverOptions& options,
+                           const std::function<std::string(const Assignment&)>& describe, std::vector<std::string>& log) {
   std::vector<size_t> order;
   for (size_t i = 0; i < plans.size(); ++i)
     if (within(budget, measured[i])) order.push_back(i);
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return objective(measured[a]) < objective(measured[b]); });
-  if (order.size() > static_cast<size_t>(std::max(0, options.runoff_plans))) order.resize(options.runoff_plans);
-  if (order.size() < 2) return;  // nothing to compare
+  order.resize(std::min(order.size(), static_cast<size_t>(std::max(0, options.runoff_plans))));
+  if (order.size() < 2) return {};  // nothing to compare
   std::vector<Assignment> entrants;
   for (size_t i : order) entrants.push_back(plans[i]);
   const std::vector<double> ms = options.time_side_by_side(entrants);
@@ -128,6 +131,7 @@ void runoff(const std::vector<Assignment>& plans, std::vector<PlanMeasure>& meas
                   std::to_string(m.latency_ms) + " ms)");
     m.latency_ms = ms[k];
   }
+  return order;
 }
 
 }  // namespace
@@ -312,8 +316,17 @@ SolvedPlan solve_precisions(const std::vector<LayerCosts>& all, const SolverBudg
     }
     if (std::find(seen.begin(), seen.end(), a) == seen.end()) try_plan(a);
   }
-  if (options.time_side_by_side) runoff(seen, measured, budget, objective, options, describe, result.log);
-  const size_t best = best_of(measured, budget, objective);
+  // A latency budget's membership rests on the evaluations' timings, and under
+  // a size budget time only breaks ties: the runoff is for max-drop targets.
+  std::vector<size_t> entrants;
+  if (options.time_side_by_side && budget.kind == BudgetKind::max_drop)
+    entrants = runoff(seen, measured, budget, objective, options, describe, result.log);
+  size_t best = best_of(measured, budget, objective);
+  if (!entrants.empty()) {
+    std::vector<PlanMeasure> timed;
+    for (size_t i : entrants) timed.push_back(measured[i]);
+    best = entrants[best_of(timed, budget, objective)];
+  }
   result.assignment = seen[best];
   result.measured = measured[best];
   result.met_budget = within(budget, measured[best]);

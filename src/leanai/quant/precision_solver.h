@@ -31,10 +31,10 @@
 //
 // Runoff: a full evaluation times its plan once, and a shared machine can run
 // the same plan at two speeds from one compile to the next, so single timings
-// can rank a slower plan first. With `time_side_by_side` set, the plans that
-// met the budget (up to `runoff_plans`, best first) are timed again together,
-// interleaved, and their medians replace the single timings before the best
-// is chosen.
+// can rank a slower plan first. With `time_side_by_side` set and a max-drop
+// budget, the plans that met it (up to `runoff_plans`, best first) are timed
+// again together, interleaved; their medians replace the single timings and
+// the best is chosen among them.
 #pragma once
 #include <functional>
 #include <string>
@@ -96,7 +96,7 @@ struct SolverOptions {
 struct SolvedPlan {
   Assignment assignment;
   PlanMeasure predicted;  // from the per-layer tables
-  PlanMeasure measured;   // from the last full evaluation of this plan
+  PlanMeasure measured;   // from the full evaluation of this plan; latency from the runoff when it ran in one
   bool met_budget = false;
   int evaluations = 0;
   std::vector<std::string> log;  // one line per evaluation (then per runoff plan), for the report

@@ -41,10 +41,10 @@ double fisher_score(const Tensor& fisher, const Tensor& w, Precision p, int bloc
 // with the base, kLatencyPairs times in turn, and its change is the median of
 // those pairs' differences. The solver never uses a precision that measured
 // slower than a higher one, so a noisy sign here would cost a whole layer.
-// A move that measures faster than the base is such a verdict against int8
-// (on a VM whose two cores sometimes run in turn, one wrongly kept a ResNetS
-// shortcut in fp32, adding a quantize step); it is timed again with
-// kConfirmPairs more pairs, and the median of all decides.
+// A move to a higher precision that measures faster than the base is such a
+// verdict against int8 (on a VM whose two cores sometimes run in turn, one
+// wrongly kept a ResNetS shortcut in fp32, adding a quantize step); it is
+// timed again with kConfirmPairs more pairs, and the median of all decides.
 constexpr int kLatencyPairs = 3;
 constexpr int kConfirmPairs = 6;
 
@@ -87,7 +87,7 @@ void measure_latency_in_context(const Graph& inf, const std::map<std::string, La
         return change[change.size() / 2];
       };
       double median = time_pairs(kLatencyPairs);
-      if (median < 0) median = time_pairs(kConfirmPairs);
+      if (median < 0 && m.precision != Precision::int4) median = time_pairs(kConfirmPairs);
       m.latency_ms = std::max(0.0, median + share);
       m.latency_noise_ms = (change.back() - change.front()) / 2;
     }

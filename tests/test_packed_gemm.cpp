@@ -60,7 +60,7 @@ int64_t check_case(const GemmCase& c, uint64_t seed) {
 TEST(PackedGemm, EqualsAPlainLoopOnEveryInstructionSet) {
   std::vector<GemmCase> cases;
   for (int64_t m : {1, 2, 3, 5, 6, 7, 12, 13, 25})
-    for (int64_t n : {1, 16, 32, 33, 70})
+    for (int64_t n : {1, 16, 17, 32, 33, 48, 49, 70})  // narrow last panels: 1, 16, 33, 48, 70
       for (int64_t k : {1, 7, 64}) cases.push_back({m, n, k, (m + n) % 2 == 0, (m + k) % 3 != 0});
   cases.push_back({300, 70, 64, true, true});  // 1.3M multiply-adds: split over threads
   cases.push_back({40, 256, 257, true, false});
@@ -127,18 +127,24 @@ TEST(PackedGemm, PanelsSplitOverThreadsGiveTheSameBits) {
 }
 
 TEST(PackedGemm, PackingLaysOutTransposedPanelsPaddedWithZeros) {
-  const int64_t n = 33, k = 2;
+  const int64_t n = 33, k = 2, half = kGemmPanel / 2;
   std::vector<float> w(n * k);
   for (int64_t i = 0; i < n * k; ++i) w[i] = static_cast<float>(i + 1);
   std::vector<float> packed(packed_gemm_floats(n, k), -1.0f);
-  ASSERT_EQ(packed.size(), static_cast<size_t>(2 * kGemmPanel * k));
+  // One whole panel, then a half-wide one for the 33rd output.
+  ASSERT_EQ(packed.size(), static_cast<size_t>((kGemmPanel + half) * k));
   pack_gemm_weights(w.data(), n, k, packed.data());
-  EXPECT_EQ(packed[0], w[0 * k + 0]);                   // panel 0, feature 0, output 0
-  EXPECT_EQ(packed[5], w[5 * k + 0]);                   // output 5
-  EXPECT_EQ(packed[kGemmPanel + 5], w[5 * k + 1]);      // feature 1
-  EXPECT_EQ(packed[2 * kGemmPanel], w[32 * k + 0]);     // panel 1 starts with output 32
-  EXPECT_EQ(packed[2 * kGemmPanel + 1], 0.0f);          // output 33 does not exist
-  EXPECT_EQ(packed[4 * kGemmPanel - 1], 0.0f);
+  EXPECT_EQ(packed[0], w[0 * k + 0]);                          // panel 0, feature 0, output 0
+  EXPECT_EQ(packed[5], w[5 * k + 0]);                          // output 5
+  EXPECT_EQ(packed[kGemmPanel + 5], w[5 * k + 1]);             // feature 1
+  EXPECT_EQ(packed[2 * kGemmPanel], w[32 * k + 0]);            // panel 1 starts with output 32
+  EXPECT_EQ(packed[2 * kGemmPanel + 1], 0.0f);                 // output 33 does not exist
+  EXPECT_EQ(packed[2 * kGemmPanel + half], w[32 * k + 1]);     // its rows are half as wide
+  EXPECT_EQ(packed.back(), 0.0f);
+  // A last panel of more than half the outputs stays whole.
+  EXPECT_EQ(packed_gemm_floats(49, k), 2 * kGemmPanel * k);
+  EXPECT_EQ(packed_gemm_floats(48, k), (kGemmPanel + half) * k);
+  EXPECT_EQ(packed_gemm_floats(64, k), 2 * kGemmPanel * k);
 }
 
 }  // namespace

@@ -25,19 +25,21 @@ constexpr int kVectors = static_cast<int>(kGemmPanel / hn::MaxLanes(Tag()));
 constexpr int kRegisters = kVectors <= 2 ? 32 : 16;  // 16-float vectors: AVX-512
 constexpr int kTileRows = std::max(1, std::min(12, kRegisters - kVectors - 1) / kVectors);
 
-// y rows [0, kRows) x one panel's columns [0, cols), over all of k. With few
-// rows (one, at batch 1) a single set of accumulators would chain each FMA on
-// the last one's result, so k is then split into kSplit interleaved partial
-// sums (8 accumulators at least), added at the end.
-template <int kRows>
+// y rows [0, kRows) x one panel's columns [0, cols), over all of k, for a
+// panel of kPanelVectors vectors (kVectors, or half as many for a narrow last
+// panel). With few rows (one, at batch 1) a single set of accumulators would
+// chain each FMA on the last one's result, so k is then split into kSplit
+// interleaved partial sums (8 accumulators at least), added at the end.
+template <int kRows, int kPanelVectors>
 void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, int64_t k,
           const float* HWY_RESTRICT bias, bool relu, float* HWY_RESTRICT y, int64_t ldy, int64_t cols) {
   const Tag d;
   constexpr int64_t N = static_cast<int64_t>(hn::MaxLanes(Tag()));
-  constexpr int kSplit = (8 + kRows * kVectors - 1) / (kRows * kVectors);  // 8 accumulators at least
+  constexpr int64_t kWidth = kPanelVectors * N;
+  constexpr int kSplit = (8 + kRows * kPanelVectors - 1) / (kRows * kPanelVectors);  // 8 accumulators at least
   using V = hn::Vec<Tag>;
-  V acc[kSplit][kRows][kVectors];
-  for (int v = 0; v < kVectors; ++v) {
+  V acc[kSplit][kRows][kPanelVectors];
+  for (int v = 0; v < kPanelVectors; ++v) {
     const V b = bias ? hn::LoadU(d, bias + v * N) : hn::Zero(d);
     for (int r = 0; r < kRows; ++r) {
       acc[0][r][v] = b;
@@ -46,11 +48,11 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
   }
   // Feature p into the partial sums of set s.
   auto step = [&](int s, int64_t p) HWY_ATTR {
-    V w[kVectors];
-    for (int v = 0; v < kVectors; ++v) w[v] = hn::LoadU(d, panel + p * kGemmPanel + v * N);
+    V w[kPanelVectors];
+    for (int v = 0; v < kPanelVectors; ++v) w[v] = hn::LoadU(d, panel + p * kWidth + v * N);
     for (int r = 0; r < kRows; ++r) {
       const V a = hn::Set(d, x[r][p]);
-      for (int v = 0; v < kVectors; ++v) acc[s][r][v] = hn::MulAdd(a, w[v], acc[s][r][v]);
+      for (int v = 0; v < kPanelVectors; ++v) acc[s][r][v] = hn::MulAdd(a, w[v], acc[s][r][v]);
     }
   };
   int64_t p = 0;
@@ -59,26 +61,45 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
   for (; p < k; ++p) step(0, p);
   for (int s = 1; s < kSplit; ++s)
     for (int r = 0; r < kRows; ++r)
-      for (int v = 0; v < kVectors; ++v) acc[0][r][v] = hn::Add(acc[0][r][v], acc[s][r][v]);
+      for (int v = 0; v < kPanelVectors; ++v) acc[0][r][v] = hn::Add(acc[0][r][v], acc[s][r][v]);
   for (int r = 0; r < kRows; ++r) {
     if (relu)
-      for (int v = 0; v < kVectors; ++v) acc[0][r][v] = hn::Max(acc[0][r][v], hn::Zero(d));
-    if (cols == kGemmPanel) {
-      for (int v = 0; v < kVectors; ++v) hn::StoreU(acc[0][r][v], d, y + r * ldy + v * N);
+      for (int v = 0; v < kPanelVectors; ++v) acc[0][r][v] = hn::Max(acc[0][r][v], hn::Zero(d));
+    if (cols == kWidth) {
+      for (int v = 0; v < kPanelVectors; ++v) hn::StoreU(acc[0][r][v], d, y + r * ldy + v * N);
       continue;
     }
-    HWY_ALIGN float row[kGemmPanel];
-    for (int v = 0; v < kVectors; ++v) hn::Store(acc[0][r][v], d, row + v * N);
+    HWY_ALIGN float row[kWidth];
+    for (int v = 0; v < kPanelVectors; ++v) hn::Store(acc[0][r][v], d, row + v * N);
     std::memcpy(y + r * ldy, row, static_cast<size_t>(cols) * sizeof(float));
   }
 }
 
-template <int kRows>
+template <int kRows, int kPanelVectors>
 void rows_tail(int64_t rows, const float* const* x, const float* panel, int64_t k, const float* bias, bool relu,
                float* y, int64_t ldy, int64_t cols) {
   if constexpr (kRows > 0) {
-    if (rows == kRows) return tile<kRows>(x, panel, k, bias, relu, y, ldy, cols);
-    rows_tail<kRows - 1>(rows, x, panel, k, bias, relu, y, ldy, cols);
+    if (rows == kRows) return tile<kRows, kPanelVectors>(x, panel, k, bias, relu, y, ldy, cols);
+    rows_tail<kRows - 1, kPanelVectors>(rows, x, panel, k, bias, relu, y, ldy, cols);
+  }
+}
+
+// Rows [r0, r1) of y against one panel of kPanelVectors vectors.
+template <int kPanelVectors>
+void panel_rows(const float* x, int64_t ldx, const int64_t* rows, const float* panel, int64_t k, const float* bias,
+                bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t cols) {
+  const float* x_rows[kTileRows];
+  auto point_rows = [&](int64_t first, int64_t count) {
+    for (int64_t i = 0; i < count; ++i) x_rows[i] = x + (rows ? rows[first + i] : first + i) * ldx;
+  };
+  int64_t r = r0;
+  for (; r + kTileRows <= r1; r += kTileRows) {
+    point_rows(r, kTileRows);
+    tile<kTileRows, kPanelVectors>(x_rows, panel, k, bias, relu, y + r * ldy, ldy, cols);
+  }
+  if (r < r1) {
+    point_rows(r, r1 - r);
+    rows_tail<kTileRows - 1, kPanelVectors>(r1 - r, x_rows, panel, k, bias, relu, y + r * ldy, ldy, cols);
   }
 }
 
@@ -87,10 +108,6 @@ void PackedGemmBlock(const float* x, int64_t ldx, const int64_t* rows, const flo
                      const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t p0,
                      int64_t p1) {
   HWY_ALIGN float panel_bias[kGemmPanel];
-  const float* x_rows[kTileRows];
-  auto point_rows = [&](int64_t first, int64_t count) {
-    for (int64_t i = 0; i < count; ++i) x_rows[i] = x + (rows ? rows[first + i] : first + i) * ldx;
-  };
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t j0 = p * kGemmPanel, cols = std::min(kGemmPanel, n - j0);
     const float* b = nullptr;
@@ -99,16 +116,11 @@ void PackedGemmBlock(const float* x, int64_t ldx, const int64_t* rows, const flo
       std::memcpy(panel_bias, bias + j0, static_cast<size_t>(cols) * sizeof(float));
       b = panel_bias;
     }
-    const float* panel = panels + p * k * kGemmPanel;
-    int64_t r = r0;
-    for (; r + kTileRows <= r1; r += kTileRows) {
-      point_rows(r, kTileRows);
-      tile<kTileRows>(x_rows, panel, k, b, relu, y + r * ldy + j0, ldy, cols);
-    }
-    if (r < r1) {
-      point_rows(r, r1 - r);
-      rows_tail<kTileRows - 1>(r1 - r, x_rows, panel, k, b, relu, y + r * ldy + j0, ldy, cols);
-    }
+    const float* panel = panels + p * k * kGemmPanel;  // every panel before the last is whole
+    if (gemm_panel_width(n, p) == kGemmPanel)
+      panel_rows<kVectors>(x, ldx, rows, panel, k, b, relu, y + j0, ldy, r0, r1, cols);
+    else
+      panel_rows<kVectors / 2>(x, ldx, rows, panel, k, b, relu, y + j0, ldy, r0, r1, cols);
   }
 }
 
@@ -127,13 +139,15 @@ namespace {
 int64_t panel_count(int64_t n) { return (n + kGemmPanel - 1) / kGemmPanel; }
 }  // namespace
 
-int64_t packed_gemm_floats(int64_t n, int64_t k) { return panel_count(n) * kGemmPanel * k; }
+int64_t packed_gemm_floats(int64_t n, int64_t k) {
+  return n <= 0 ? 0 : ((panel_count(n) - 1) * kGemmPanel + gemm_panel_width(n, panel_count(n) - 1)) * k;
+}
 
 void pack_gemm_weights(const float* w, int64_t n, int64_t k, float* packed) {
   for (int64_t p = 0; p < panel_count(n); ++p)
-    for (int64_t i = 0; i < k; ++i) {
-      float* dst = packed + (p * k + i) * kGemmPanel;
-      for (int64_t j = 0; j < kGemmPanel; ++j) {
+    for (int64_t i = 0, width = gemm_panel_width(n, p); i < k; ++i) {
+      float* dst = packed + p * k * kGemmPanel + i * width;
+      for (int64_t j = 0; j < width; ++j) {
         const int64_t row = p * kGemmPanel + j;
         dst[j] = row < n ? w[row * k + i] : 0.0f;
       }

@@ -1,23 +1,23 @@
 // Highway compiles this file once per target (foreach_target.h re-includes
 // it); HWY_ONCE marks the single pass that defines the dispatching entry.
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "leanai/kernels/int8_maxpool.cpp"
+#define HWY_TARGET_INCLUDE "leanai/kernels/maxpool_nhwc.cpp"
 #include <hwy/foreach_target.h>  // must precede highway.h
 #include <hwy/highway.h>
 
 #include <algorithm>
 
 #include "leanai/core/parallel.h"
-#include "leanai/kernels/int8_maxpool.h"
+#include "leanai/kernels/maxpool_nhwc.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace leanai {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// One output pixel: the max over the window's rows and columns of c bytes each.
-// Channels go in 32-byte vectors (a typical channel count is a multiple of 16
-// or 32), then 16, then one at a time.
+// One output pixel: the max over the window's rows and columns of c values
+// each. Channels go in vectors of up to 32 lanes (a typical channel count is a
+// multiple of 16 or 32), then 16, then one at a time.
 template <typename T>
 void pool_pixel(const T* x, T* y, int64_t c, int64_t row_stride, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
   const hn::CappedTag<T, 32> d32;
@@ -44,8 +44,8 @@ void pool_pixel(const T* x, T* y, int64_t c, int64_t row_stride, int64_t y0, int
   }
 }
 
-// y[k] = max of the four spans' byte k, k < c: one 2x2 window, its four
-// input pixels' channels. Full vectors, then 32 and 16 bytes, then single bytes.
+// y[k] = max of the four spans' value k, k < c: one 2x2 window, its four
+// input pixels' channels. Full vectors, then 32 and 16 lanes, then single values.
 template <typename T>
 void max_of_four(const T* p, const T* q, const T* r, const T* t, T* y, int64_t c) {
   const hn::ScalableTag<T> d;
@@ -69,7 +69,7 @@ void max_of_four(const T* p, const T* q, const T* r, const T* t, T* y, int64_t c
 // every window whole, so no clipping and no window loops, only the four
 // pixels' loads and their max.
 template <typename T>
-void pool_samples_2x2(const Int8PoolShape& s, const T* x, T* y, int64_t begin, int64_t end) {
+void pool_samples_2x2(const MaxPoolShape& s, const T* x, T* y, int64_t begin, int64_t end) {
   const int64_t c = s.c, row = s.w * c;
   for (int64_t i = begin; i < end; ++i)
     for (int64_t oy = 0; oy < s.oh; ++oy) {
@@ -82,13 +82,13 @@ void pool_samples_2x2(const Int8PoolShape& s, const T* x, T* y, int64_t begin, i
     }
 }
 
-bool whole_2x2_windows(const Int8PoolShape& s) {
+bool whole_2x2_windows(const MaxPoolShape& s) {
   return s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2 && s.ph == 0 && s.pw == 0 && 2 * s.oh <= s.h &&
          2 * s.ow <= s.w;
 }
 
 template <typename T>
-void pool_samples(const Int8PoolShape& s, const T* x, T* y, int64_t begin, int64_t end) {
+void pool_samples(const MaxPoolShape& s, const T* x, T* y, int64_t begin, int64_t end) {
   if (whole_2x2_windows(s)) return pool_samples_2x2(s, x, y, begin, end);
   const int64_t row_stride = s.w * s.c;
   for (int64_t i = begin; i < end; ++i) {
@@ -103,9 +103,12 @@ void pool_samples(const Int8PoolShape& s, const T* x, T* y, int64_t begin, int64
   }
 }
 
-void Int8MaxPool(const Int8PoolShape& s, bool is_signed, const void* x, void* y, int64_t begin, int64_t end) {
-  if (is_signed) return pool_samples(s, static_cast<const int8_t*>(x), static_cast<int8_t*>(y), begin, end);
-  pool_samples(s, static_cast<const uint8_t*>(x), static_cast<uint8_t*>(y), begin, end);
+void MaxPoolNhwc(const MaxPoolShape& s, PoolElement element, const void* x, void* y, int64_t begin, int64_t end) {
+  switch (element) {
+    case PoolElement::u8: return pool_samples(s, static_cast<const uint8_t*>(x), static_cast<uint8_t*>(y), begin, end);
+    case PoolElement::s8: return pool_samples(s, static_cast<const int8_t*>(x), static_cast<int8_t*>(y), begin, end);
+    case PoolElement::f32: return pool_samples(s, static_cast<const float*>(x), static_cast<float*>(y), begin, end);
+  }
 }
 
 }  // namespace HWY_NAMESPACE
@@ -117,18 +120,18 @@ HWY_AFTER_NAMESPACE();
 
 namespace leanai {
 
-HWY_EXPORT(Int8MaxPool);
+HWY_EXPORT(MaxPoolNhwc);
 
-void int8_maxpool_nhwc(const Int8PoolShape& s, bool is_signed, const void* x, void* y) {
-  const int64_t bytes = s.n * s.h * s.w * s.c;
-  if (s.n < 2 || bytes <= kParallelMinElements || omp_in_parallel()) {
-    HWY_DYNAMIC_DISPATCH(Int8MaxPool)(s, is_signed, x, y, 0, s.n);
+void maxpool_nhwc(const MaxPoolShape& s, PoolElement element, const void* x, void* y) {
+  const int64_t values = s.n * s.h * s.w * s.c;
+  if (s.n < 2 || values <= kParallelMinElements || omp_in_parallel()) {
+    HWY_DYNAMIC_DISPATCH(MaxPoolNhwc)(s, element, x, y, 0, s.n);
     return;
   }
 #pragma omp parallel
   {
     const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
-    HWY_DYNAMIC_DISPATCH(Int8MaxPool)(s, is_signed, x, y, s.n * t / threads, s.n * (t + 1) / threads);
+    HWY_DYNAMIC_DISPATCH(MaxPoolNhwc)(s, element, x, y, s.n * t / threads, s.n * (t + 1) / threads);
   }
 }
 

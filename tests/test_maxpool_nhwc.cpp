@@ -1,7 +1,8 @@
-// leanai's int8 max pooling (kernels/int8_maxpool.h) against a plain loop:
-// channel counts that exercise the full-vector, 32-, 16- and 1-byte paths,
-// whole 2x2 windows (their own path) and padded and overlapping ones, u8 and s8 (where a signed max differs from an unsigned
-// one), and a batch large enough to split over threads.
+// leanai's NHWC max pooling (kernels/maxpool_nhwc.h) against a plain loop:
+// channel counts that exercise the full-vector, 32-, 16- and 1-lane paths,
+// whole 2x2 windows (their own path) and padded and overlapping ones; u8, s8
+// (where a signed max differs from an unsigned one) and f32; and a batch large
+// enough to split over threads.
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
@@ -10,13 +11,13 @@
 #include <vector>
 
 #include "leanai/core/rng.h"
-#include "leanai/kernels/int8_maxpool.h"
+#include "leanai/kernels/maxpool_nhwc.h"
 
 namespace leanai {
 namespace {
 
 template <typename T>
-std::vector<T> plain_maxpool(const Int8PoolShape& s, const std::vector<T>& x) {
+std::vector<T> plain_maxpool(const MaxPoolShape& s, const std::vector<T>& x) {
   std::vector<T> y(static_cast<size_t>(s.n * s.oh * s.ow * s.c));
   for (int64_t i = 0; i < s.n; ++i)
     for (int64_t oy = 0; oy < s.oh; ++oy)
@@ -38,18 +39,26 @@ std::vector<T> plain_maxpool(const Int8PoolShape& s, const std::vector<T>& x) {
 }
 
 template <typename T>
-void check_pool(const Int8PoolShape& s, uint64_t seed) {
+void check_pool(const MaxPoolShape& s, uint64_t seed) {
   Rng rng(seed);
   std::vector<T> x(static_cast<size_t>(s.n * s.h * s.w * s.c));
-  for (T& v : x) v = static_cast<T>(static_cast<int>(rng.uniform() * 256.0) - (std::is_signed_v<T> ? 128 : 0));
+  for (T& v : x) {
+    if constexpr (std::is_floating_point_v<T>)
+      v = rng.uniform(-3.0f, 1.0f);  // mostly negative: a max against an implicit 0 would show
+    else
+      v = static_cast<T>(static_cast<int>(rng.uniform() * 256.0) - (std::is_signed_v<T> ? 128 : 0));
+  }
   std::vector<T> got(static_cast<size_t>(s.n * s.oh * s.ow * s.c), T{7});
-  int8_maxpool_nhwc(s, std::is_signed_v<T>, x.data(), got.data());
+  const PoolElement element = std::is_floating_point_v<T> ? PoolElement::f32
+                              : std::is_signed_v<T>        ? PoolElement::s8
+                                                           : PoolElement::u8;
+  maxpool_nhwc(s, element, x.data(), got.data());
   EXPECT_EQ(got, plain_maxpool(s, x));
 }
 
-TEST(Int8MaxPool, EqualsAPlainLoop) {
+TEST(MaxPoolNhwc, EqualsAPlainLoop) {
   // n, c, h, w, oh, ow, kh, kw, sh, sw, ph, pw
-  const Int8PoolShape shapes[] = {
+  const MaxPoolShape shapes[] = {
       {3, 32, 26, 26, 13, 13, 2, 2, 2, 2, 0, 0},   // the reference CNN's first pool
       {2, 70, 9, 11, 5, 6, 3, 3, 2, 2, 1, 1},      // 64 + 6 channels, padded windows
       {2, 5, 7, 7, 5, 5, 3, 3, 1, 1, 0, 0},        // fewer channels than a vector, overlapping windows
@@ -61,11 +70,12 @@ TEST(Int8MaxPool, EqualsAPlainLoop) {
   for (int64_t target : hwy::SupportedAndGeneratedTargets()) {  // each instruction set this CPU runs
     hwy::SetSupportedTargetsForTest(target);
     uint64_t seed = 1;
-    for (const Int8PoolShape& s : shapes) {
+    for (const MaxPoolShape& s : shapes) {
       SCOPED_TRACE(std::string(hwy::TargetName(target)) + " c=" + std::to_string(s.c) + " h=" + std::to_string(s.h) +
                    " k=" + std::to_string(s.kh));
       check_pool<uint8_t>(s, seed++);
       check_pool<int8_t>(s, seed++);
+      check_pool<float>(s, seed++);
     }
   }
   hwy::SetSupportedTargetsForTest(0);  // back to what the CPU has

@@ -70,12 +70,24 @@ void max_of_four(const T* p, const T* q, const T* r, const T* t, T* y, int64_t c
 // pixels' loads and their max.
 template <typename T>
 void pool_samples_2x2(const MaxPoolShape& s, const T* x, T* y, int64_t begin, int64_t end) {
+  const hn::ScalableTag<T> d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const int64_t c = s.c, row = s.w * c;
   for (int64_t i = begin; i < end; ++i)
     for (int64_t oy = 0; oy < s.oh; ++oy) {
       const T* top = x + (i * s.h + 2 * oy) * row;
       const T* bottom = top + row;
       T* out = y + (i * s.oh + oy) * s.ow * c;
+      if (c % lanes == 0) {  // whole vectors (16 f32 channels of a block on AVX-512): one tight loop
+        for (int64_t ox = 0; ox < s.ow; ++ox)
+          for (int64_t k = 0; k < c; k += lanes) {
+            const int64_t at = 2 * ox * c + k;
+            hn::StoreU(hn::Max(hn::Max(hn::LoadU(d, top + at), hn::LoadU(d, top + at + c)),
+                               hn::Max(hn::LoadU(d, bottom + at), hn::LoadU(d, bottom + at + c))),
+                       d, out + ox * c + k);
+          }
+        continue;
+      }
       for (int64_t ox = 0; ox < s.ow; ++ox)
         max_of_four(top + 2 * ox * c, top + (2 * ox + 1) * c, bottom + 2 * ox * c, bottom + (2 * ox + 1) * c,
                     out + ox * c, c);
@@ -124,7 +136,11 @@ HWY_EXPORT(MaxPoolNhwc);
 
 void maxpool_nhwc(const MaxPoolShape& s, PoolElement element, const void* x, void* y) {
   const int64_t values = s.n * s.h * s.w * s.c;
-  if (s.n < 2 || values <= kParallelMinElements || omp_in_parallel()) {
+  // f32 16-channel blocks at batch 1 come from a convolution that ran over
+  // both cores, a block or so each in its core's cache: from 64 KB they are
+  // pooled on both too (oneDNN's pooling does the same).
+  const bool split = element == PoolElement::f32 ? values * 4 >= (64 << 10) : values > kParallelMinElements;
+  if (s.n < 2 || !split || omp_in_parallel()) {
     HWY_DYNAMIC_DISPATCH(MaxPoolNhwc)(s, element, x, y, 0, s.n);
     return;
   }

@@ -42,9 +42,9 @@ double fisher_score(const Tensor& fisher, const Tensor& w, Precision p, int bloc
 // those pairs' differences. The solver never uses a precision that measured
 // slower than a higher one, so a noisy sign here would cost a whole layer.
 // A move to a higher precision that measures faster than the base is such a
-// verdict against int8 (on a VM whose two cores sometimes run in turn, one
-// wrongly kept a ResNetS shortcut in fp32, adding a quantize step); it is
-// timed again with kConfirmPairs more pairs, and the median of all decides.
+// verdict against int8 (on a VM whose two cores sometimes run in turn, three
+// pairs are few to bar a layer from int8 on); it is timed again with
+// kConfirmPairs more pairs, and the median of all decides.
 constexpr int kLatencyPairs = 3;
 constexpr int kConfirmPairs = 6;
 

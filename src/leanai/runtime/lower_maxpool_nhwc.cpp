@@ -23,16 +23,17 @@ class MaxPoolStep : public OneToOneStep {
 
 bool lower_maxpool_nhwc(LoweringContext& c, const Node& n, int x, const std::vector<int64_t>& kernel,
                         const std::vector<int64_t>& stride, const std::vector<int64_t>& pad, const Shape& y) {
-  const Value& in = val(c, x);
+  const Value& in = val(c, x);  // not to be read after new_value below, which may move it
   if (n.op != "maxpool2d" || in.shape.size() != 4) return false;
   const dt type = in.desc.data_type();
+  const bool int8 = is_int8(in.desc);
   const int64_t batch = in.shape[0], channels = in.shape[1];
   const md nhwc(to_dims(in.shape), type, tag::nhwc);
   // The tag the output keeps and the channels one NHWC image holds (a
   // 16-channel block is an image of its own).
   tag layout;
   int64_t image_channels = channels;
-  if (is_int8(in.desc) && in.desc == nhwc) {
+  if (int8 && in.desc == nhwc) {
     layout = tag::nhwc;
   } else if (type == dt::f32 && kernel == std::vector<int64_t>{2, 2} && stride == std::vector<int64_t>{2, 2} &&
              pad == std::vector<int64_t>{0, 0}) {
@@ -58,7 +59,7 @@ bool lower_maxpool_nhwc(LoweringContext& c, const Node& n, int x, const std::vec
   step->reads = {x};
   step->writes = {out};
   step->info = {name_of(n), "pooling",
-                std::string(is_int8(in.desc) ? "leanai int8 max, " : "leanai max, ") + type_name(type) +
+                std::string(int8 ? "leanai int8 max, " : "leanai max, ") + type_name(type) +
                     (layout == tag::nhwc ? ", nhwc" : ", nChw16c")};
   c.instance().steps.push_back(std::move(step));
   c.set_node_value(n.id, out);

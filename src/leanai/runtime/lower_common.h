@@ -84,5 +84,10 @@ void finish_layer(LoweringContext& c, const Node& n, PrimitiveStep& s, int x, in
 // on leanai's own VNNI kernel (lower_small_conv.cpp); false where it does not
 // apply or would not pay. out_q: the region's params, or f32 output.
 bool lower_small_int8_conv(LoweringContext& c, const Node& n, const std::optional<QuantParams>& out_q);
+// maxpool2d on leanai's own kernel (lower_maxpool_nhwc.cpp): a u8/s8 NHWC
+// value, or f32 2x2 windows at stride 2 in NHWC or nChw16c; false for any
+// other, which oneDNN then pools.
+bool lower_maxpool_nhwc(LoweringContext& c, const Node& n, int value, const std::vector<int64_t>& kernel,
+                        const std::vector<int64_t>& stride, const std::vector<int64_t>& pad, const Shape& y);
 
 }  // namespace leanai::runtime::lower

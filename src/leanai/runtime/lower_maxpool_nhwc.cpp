@@ -21,6 +21,8 @@ class MaxPoolStep : public OneToOneStep {
 
 }  // namespace
 
+namespace lower {
+
 bool lower_maxpool_nhwc(LoweringContext& c, const Node& n, int x, const std::vector<int64_t>& kernel,
                         const std::vector<int64_t>& stride, const std::vector<int64_t>& pad, const Shape& y) {
   const Value& in = val(c, x);  // not to be read after new_value below, which may move it
@@ -66,4 +68,5 @@ bool lower_maxpool_nhwc(LoweringContext& c, const Node& n, int x, const std::vec
   return true;
 }
 
+}  // namespace lower
 }  // namespace leanai::runtime

@@ -57,11 +57,6 @@ class LoweringContext {
 bool lower_quantized_layer(LoweringContext& c, const Node& n);
 // linear / conv2d with compute = "bf16"; false where the CPU lacks native bf16.
 bool lower_bf16_layer(LoweringContext& c, const Node& n);
-// maxpool2d on leanai's own kernel (lower_maxpool_nhwc.cpp): a u8/s8 NHWC
-// value, or f32 2x2 windows at stride 2 in NHWC or nChw16c; false for any
-// other, which oneDNN then pools.
-bool lower_maxpool_nhwc(LoweringContext& c, const Node& n, int value, const std::vector<int64_t>& kernel,
-                        const std::vector<int64_t>& stride, const std::vector<int64_t>& pad, const Shape& y);
 // `value` as f32 (a dequantize step when it is u8/s8; one per value).
 int dequantized(LoweringContext& c, int value, const std::string& name);
 bool is_int8(const md& desc);

@@ -475,7 +475,7 @@ class Lowering : public LoweringContext {
     }
     dnnl::memory::dims pad_r;
     const Shape y = geo.output(xs, pad_r);
-    if (lower_maxpool_nhwc(*this, n, x, geo.kernel, geo.stride, geo.pad, y)) return;
+    if (lower::lower_maxpool_nhwc(*this, n, x, geo.kernel, geo.stride, geo.pad, y)) return;
     const bool include_pad = attr_int(n, "count_include_pad", 1) != 0;
     const auto alg = n.op == "maxpool2d" ? dnnl::algorithm::pooling_max
                      : include_pad       ? dnnl::algorithm::pooling_avg_include_padding

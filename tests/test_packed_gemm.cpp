@@ -103,13 +103,15 @@ TEST(PackedGemm, RowsByIndexEqualTheRowsCopiedTogether) {
   EXPECT_NE(by_index, std::vector<float>(m * n, 0.0f));
 }
 
-// packed_gemm_by_panels (batch 1: the panels split over the threads) gives
-// the same bits as packed_gemm, the work split or not.
+// packed_gemm_by_panels (batch 1: the outputs split over the threads in
+// half panels) gives the same bits as packed_gemm, the work split or not.
 TEST(PackedGemm, PanelsSplitOverThreadsGiveTheSameBits) {
   const int threads = num_threads();
   set_num_threads(2);
-  for (int64_t n : {200, 20}) {  // 80 KB of weights: split; 8 KB: one thread
-    const int64_t k = 100;
+  // 96 KB of weights: split between panels; 154 outputs (10 half panels, 74
+  // KB): through the middle of panel 2; 9.6 KB: one thread.
+  for (int64_t n : {200, 154, 20}) {
+    const int64_t k = 120;
     Rng rng(static_cast<uint64_t>(n));
     std::vector<float> x(4 * k), w(n * k), b(n), packed(packed_gemm_floats(n, k));
     for (float& v : x) v = rng.uniform(-1.0f, 1.0f);

@@ -216,6 +216,45 @@ TEST(Plan, PackedLinearReadsAConvolutionsLayoutInPlace) {
   unsetenv("LEANAI_LINEAR_KERNEL");
 }
 
+// A first layer on leanai's small-channel f32 kernel, forced, in each of its
+// forms: with the 2x2 pool after it fused (1 input channel) or not (3
+// channels, stride 2, read by oneDNN's next convolution directly), on one
+// core or its rows over the threads (batch 1), samples over the threads
+// (batch 9); bias and ReLU fused, the nChw16c output read by oneDNN's next
+// convolution and then a linear layer.
+TEST(Plan, SmallChannelConvMatchesTheExecutor) {
+  for (int64_t in_c : {1, 3}) {
+    Graph g;
+    NetBuilder b(g, 5);
+    const int x = g.add_input("input", {in_c, 12, 12});
+    const bool pooled = in_c == 1;
+    const int64_t stride = pooled ? 1 : 2, side = 6;  // after conv1 and the pool, or conv1 at stride 2
+    int y = g.add("relu", {b.conv("conv1", x, in_c, 16, 3, stride, true)});
+    if (pooled) y = g.add("maxpool2d", {y}, {{"kernel", {2, 2}}});
+    y = g.add("relu", {b.conv("conv2", y, 16, 32, 3, 1, pooled)});
+    g.set_output(g.add("linear", {g.add("flatten", {y}), b.param("fc.weight", {5, 32 * side * side}, 0.05f)}));
+    const std::string name = std::string("leanai small-channel") + (pooled ? " + pool" : "");
+    for (const auto& [batch, kernel] : std::vector<std::pair<int64_t, std::string>>{
+             {1, name}, {1, name + ", rows over threads"}, {9, name}}) {
+      setenv("LEANAI_CONV_KERNEL", kernel.c_str(), 1);
+      EXPECT_LT(plan_vs_executor(g, random_tensor({batch, in_c, 12, 12}, static_cast<uint64_t>(batch + in_c))),
+                kTolerance)
+          << kernel << ", batch " << batch;
+      Plan plan(g);
+      std::string listing;
+      int small = 0, pools = 0;
+      for (const PlanStep& s : plan.steps(batch)) {
+        small += s.detail.rfind(kernel + " f32", 0) == 0;
+        pools += s.kind == "pooling";
+        listing += s.name + " " + s.kind + " " + s.detail + "\n";
+      }
+      EXPECT_EQ(small, 1) << listing;  // conv1 only: conv2 has 16 input channels
+      EXPECT_EQ(pools, 0) << listing;  // fused, or none in the graph
+    }
+  }
+  unsetenv("LEANAI_CONV_KERNEL");
+}
+
 // Where each feature of a sample lies in a layout, which the packed linear
 // layer's weight columns follow: plain, nhwc, nChw16c with channels padded
 // (20 -> 32, padding numbered 0), chwn, whose samples interleave (none), and

@@ -73,9 +73,10 @@ void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, co
                  int64_t ldy);
 
 // For a few rows (batch 1), where streaming the weights is the cost: the
-// output panels split over the threads (outside a parallel region), each
-// thread always the same panels, so each core keeps its share of the weights
-// in its own cache from one call to the next.
+// outputs split over the threads (outside a parallel region) in steps of half
+// a panel, so the shares differ by 16 columns at most; each thread always
+// takes the same ones, so each core keeps its share of the weights in its own
+// cache from one call to the next.
 void packed_gemm_by_panels(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu,
                            float* y, int64_t ldy);
 

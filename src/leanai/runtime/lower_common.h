@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "leanai/kernels/f32_small_conv.h"
+#include "leanai/runtime/kernel_choice.h"
 #include "leanai/runtime/lower_quantized.h"
 
 namespace leanai::runtime::lower {
@@ -84,6 +86,17 @@ void finish_layer(LoweringContext& c, const Node& n, PrimitiveStep& s, int x, in
 // on leanai's own VNNI kernel (lower_small_conv.cpp); false where it does not
 // apply or would not pay. out_q: the region's params, or f32 output.
 bool lower_small_int8_conv(LoweringContext& c, const Node& n, const std::optional<QuantParams>& out_q);
+// An f32 conv2d with 1-4 input channels read plain, whole 16-channel output
+// blocks and at most a ReLU, for leanai's own kernel (lower_f32_small_conv.cpp):
+// its spec (with the 2x2 max pool after it fused when that pool is its only
+// reader), or none where the kernel does not apply; the candidates to time
+// against oneDNN's, named by small_conv_name; and the step (writing
+// nChw16c), which sets the node's value and a fused pool's.
+std::optional<F32SmallConvSpec> f32_small_conv_spec(LoweringContext& c, const Node& n, int x);
+std::vector<KernelCandidate> f32_small_conv_candidates(LoweringContext& c, const Node& n, int x,
+                                                       const F32SmallConvSpec& spec);
+std::string small_conv_name(const F32SmallConvSpec& spec);
+int lower_f32_small_conv(LoweringContext& c, const Node& n, int x, const F32SmallConvSpec& spec);
 // maxpool2d on leanai's own kernel (lower_maxpool_nhwc.cpp): a u8/s8 NHWC
 // value, or f32 2x2 windows at stride 2 in NHWC or nChw16c; false for any
 // other, which oneDNN then pools.

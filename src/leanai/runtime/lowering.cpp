@@ -167,6 +167,7 @@ class Lowering : public LoweringContext {
     }
     if (n.op == "conv2d") return lower_conv(n);
     if (n.op == "linear") return lower_linear(n);
+    if (n.op == "maxpool2d" && node_value_[n.id] >= 0) return;  // fused into the layer before it
     if (n.op == "maxpool2d" || n.op == "avgpool2d" || n.op == "global_avgpool") return lower_pool(n);
     if (n.op == "batchnorm" && all_params(n, 1)) return lower_batchnorm(n);
     if (is_fusable_activation(n.op)) return lower_eltwise(n);
@@ -308,10 +309,27 @@ class Lowering : public LoweringContext {
       for (size_t k = 0; k < fused.add_values.size(); ++k) descs.push_back({DNNL_ARG_DST, cpd.dst_desc()});  // sum reads dst
       timed.push_back(scratch_candidate(name, dnnl::convolution_forward(cpd), descs, val(x).desc, cpd.src_desc()));
     }
+    // And for a first layer (a few input channels), leanai's own kernel.
+    const std::optional<F32SmallConvSpec> small = lower::f32_small_conv_spec(*this, n, x);
+    if (small)
+      for (KernelCandidate& k : lower::f32_small_conv_candidates(*this, n, x, *small)) timed.push_back(std::move(k));
     const std::string key = "conv2d " + shape_str(xs) + " from " + layout_name(val(x).desc) + " w " +
                             shape_str(w.shape()) + " -> " + shape_str(y) + " s" + std::to_string(stride[0]) + " p" +
-                            std::to_string(pad[0]) + post_op_note(n);
-    const auto& pd = candidates[choose_kernel(key, timed, tune_)].second;
+                            std::to_string(pad[0]) + post_op_note(n) +
+                            (small ? " or " + lower::small_conv_name(*small) : "");
+    size_t pick = timed.size();
+    // LEANAI_CONV_KERNEL names one to take without timing, where it applies.
+    if (const char* forced = std::getenv("LEANAI_CONV_KERNEL"); forced && *forced)
+      for (size_t i = 0; i < timed.size(); ++i)
+        if (timed[i].name == forced) pick = i;
+    if (pick == timed.size()) pick = static_cast<size_t>(choose_kernel(key, timed, tune_));
+    if (pick >= candidates.size()) {
+      F32SmallConvSpec spec = *small;
+      spec.split_rows = pick > candidates.size();
+      lower::lower_f32_small_conv(*this, n, x, spec);
+      return;
+    }
+    const auto& pd = candidates[pick].second;
     x = as_layout(x, pd.src_desc(), node_name(n));
     const int out = fused.add_values.empty() ? new_value(y, pd.dst_desc())
                                              : sum_destination(n, fused.add_values[0], pd.dst_desc());

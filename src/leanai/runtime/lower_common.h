@@ -96,6 +96,9 @@ std::optional<F32SmallConvSpec> f32_small_conv_spec(LoweringContext& c, const No
 std::vector<KernelCandidate> f32_small_conv_candidates(LoweringContext& c, const Node& n, int x,
                                                        const F32SmallConvSpec& spec);
 std::string small_conv_name(const F32SmallConvSpec& spec);
+// A run of leanai's pooling on scratch memory the size of the layer's
+// unpooled output: what a candidate that does not fuse the pool leaves to do.
+std::function<void()> separate_pool_run(const F32SmallConvSpec& spec, int64_t batch);
 int lower_f32_small_conv(LoweringContext& c, const Node& n, int x, const F32SmallConvSpec& spec);
 // maxpool2d on leanai's own kernel (lower_maxpool_nhwc.cpp): a u8/s8 NHWC
 // value, or f32 2x2 windows at stride 2 in NHWC or nChw16c; false for any

@@ -311,8 +311,15 @@ class Lowering : public LoweringContext {
     }
     // And for a first layer (a few input channels), leanai's own kernel.
     const std::optional<F32SmallConvSpec> small = lower::f32_small_conv_spec(*this, n, x);
-    if (small)
+    if (small) {
+      if (small->pool)  // oneDNN's convolution leaves the pool to a step of its own: charge it
+        for (KernelCandidate& k : timed)
+          k.run = [conv = k.run, pool = lower::separate_pool_run(*small, xs[0])] {
+            conv();
+            pool();
+          };
       for (KernelCandidate& k : lower::f32_small_conv_candidates(*this, n, x, *small)) timed.push_back(std::move(k));
+    }
     const std::string key = "conv2d " + shape_str(xs) + " from " + layout_name(val(x).desc) + " w " +
                             shape_str(w.shape()) + " -> " + shape_str(y) + " s" + std::to_string(stride[0]) + " p" +
                             std::to_string(pad[0]) + post_op_note(n) +

@@ -77,7 +77,7 @@ TEST(F32SmallConv, EqualsAPlainLoopOnEveryInstructionSet) {
             F32SmallConvSpec s;
             s.in_c = in_c, s.out_c = out_c, s.kh = k, s.kw = k, s.stride_h = s.stride_w = stride;
             s.pad_h = s.pad_w = pad;
-            s.in_h = 11, s.in_w = 13 + stride;  // rows of 7-15 outputs: whole 8-pixel blocks and tails
+            s.in_h = 11, s.in_w = 13 + stride;  // rows of 6-16 outputs: whole 8-pixel blocks and tails
             s.relu = (in_c + k + stride) % 2 == 0;
             for (bool pool : {false, true})
               for (bool split : {false, true}) {

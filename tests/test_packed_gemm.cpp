@@ -109,10 +109,11 @@ TEST(PackedGemm, PanelsSplitOverThreadsGiveTheSameBits) {
   const int threads = num_threads();
   set_num_threads(2);
   // 96 KB of weights: split between panels; 154 outputs (10 half panels, 74
-  // KB): through the middle of panel 2; 9.6 KB: one thread.
-  for (int64_t n : {200, 154, 20}) {
-    const int64_t k = 120;
-    Rng rng(static_cast<uint64_t>(n));
+  // KB): through the middle of panel 2; 20 outputs, 9.6 KB: one thread; 20
+  // outputs, 80 KB: one panel's two halves on two threads, the second one
+  // partial (its bias padded).
+  for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{{200, 120}, {154, 120}, {20, 120}, {20, 1000}}) {
+    Rng rng(static_cast<uint64_t>(n + k));
     std::vector<float> x(4 * k), w(n * k), b(n), packed(packed_gemm_floats(n, k));
     for (float& v : x) v = rng.uniform(-1.0f, 1.0f);
     for (float& v : w) v = rng.uniform(-1.0f, 1.0f);
@@ -122,7 +123,7 @@ TEST(PackedGemm, PanelsSplitOverThreadsGiveTheSameBits) {
       std::vector<float> split(m * n), whole(m * n);
       packed_gemm_by_panels(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, split.data(), n);
       packed_gemm(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, whole.data(), n);
-      EXPECT_EQ(split, whole) << "m " << m << ", n " << n;
+      EXPECT_EQ(split, whole) << "m " << m << ", n " << n << ", k " << k;
     }
   }
   set_num_threads(threads);

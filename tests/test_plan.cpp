@@ -10,6 +10,7 @@
 
 #include "graph_fixtures.h"
 #include "leanai/core/error.h"
+#include "leanai/core/threads.h"
 #include "leanai/graph/executor.h"
 #include "leanai/nn/models.h"
 #include "leanai/runtime/kernel_choice.h"
@@ -223,6 +224,8 @@ TEST(Plan, PackedLinearReadsAConvolutionsLayoutInPlace) {
 // (batch 9); bias and ReLU fused, the nChw16c output read by oneDNN's next
 // convolution and then a linear layer.
 TEST(Plan, SmallChannelConvMatchesTheExecutor) {
+  const int threads = num_threads();
+  set_num_threads(2);  // the rows-over-threads candidate exists with 2 threads or more
   for (int64_t in_c : {1, 3}) {
     Graph g;
     NetBuilder b(g, 5);
@@ -250,6 +253,44 @@ TEST(Plan, SmallChannelConvMatchesTheExecutor) {
       }
       EXPECT_EQ(small, 1) << listing;  // conv1 only: conv2 has 16 input channels
       EXPECT_EQ(pools, 0) << listing;  // fused, or none in the graph
+    }
+  }
+  unsetenv("LEANAI_CONV_KERNEL");
+  set_num_threads(threads);
+}
+
+// The pool is fused only when it is a 2x2 max pool at stride 2 and the
+// layer's only reader. Here the layer feeds two such pools, or one at stride
+// 1: each pool stays a step of its own after leanai's unfused kernel.
+TEST(Plan, SmallChannelConvFusesOnlyAPoolItFeedsAlone) {
+  setenv("LEANAI_CONV_KERNEL", "leanai small-channel", 1);
+  for (bool two_readers : {true, false}) {
+    Graph g;
+    NetBuilder b(g, 6);
+    const int x = g.add_input("input", {1, 12, 12});
+    const int c = g.add("relu", {b.conv("conv1", x, 1, 16, 3, 1, true)});
+    int y;
+    if (two_readers) {
+      const int left = g.add("maxpool2d", {c}, {{"kernel", {2, 2}}});
+      const int right = g.add("maxpool2d", {c}, {{"kernel", {2, 2}}});
+      y = g.add("flatten", {g.add("add", {left, right})});  // 16 x 6 x 6
+    } else {
+      y = g.add("flatten", {g.add("maxpool2d", {c}, {{"kernel", {2, 2}}, {"stride", {1, 1}}})});  // 16 x 11 x 11
+    }
+    const int64_t features = two_readers ? 16 * 36 : 16 * 121;
+    g.set_output(g.add("linear", {y, b.param("fc.weight", {5, features}, 0.05f)}));
+    for (int64_t batch : {1, 9}) {
+      EXPECT_LT(plan_vs_executor(g, random_tensor({batch, 1, 12, 12}, static_cast<uint64_t>(batch))), kTolerance);
+      Plan plan(g);
+      std::string listing;
+      int small = 0, pools = 0;
+      for (const PlanStep& s : plan.steps(batch)) {
+        small += s.detail.rfind("leanai small-channel f32", 0) == 0;
+        pools += s.kind == "pooling";
+        listing += s.name + " " + s.kind + " " + s.detail + "\n";
+      }
+      EXPECT_EQ(small, 1) << listing;
+      EXPECT_EQ(pools, two_readers ? 2 : 1) << listing;
     }
   }
   unsetenv("LEANAI_CONV_KERNEL");

@@ -140,15 +140,18 @@ namespace leanai {
 
 HWY_EXPORT(F32SmallConvRows);
 
-bool f32_small_conv_fits(int64_t in_c, int64_t out_c) { return in_c >= 1 && in_c <= 4 && out_c >= kBlock && out_c % kBlock == 0; }
+bool f32_small_conv_fits(int64_t in_c, int64_t out_c) {
+  return in_c >= 1 && in_c <= 4 && out_c >= kBlock && out_c % kBlock == 0;
+}
 
 F32SmallConv::F32SmallConv(const F32SmallConvSpec& spec, const float* w, const float* bias) : spec_(spec) {
   const F32SmallConvSpec& s = spec_;
-  check(f32_small_conv_fits(s.in_c, s.out_c), "f32 small conv: needs 1-4 input channels and whole 16-channel output blocks, got " +
-                                                  std::to_string(s.in_c) + " -> " + std::to_string(s.out_c));
-  check(s.kh >= 1 && s.kw >= 1 && s.stride_h >= 1 && s.stride_w >= 1 && s.pad_h >= 0 && s.pad_w >= 0 && s.y_h() >= 1 &&
-            s.y_w() >= 1,
-        "f32 small conv: invalid geometry");
+  check(f32_small_conv_fits(s.in_c, s.out_c),
+        "f32 small conv: needs 1-4 input channels and whole 16-channel output blocks, got " + std::to_string(s.in_c) +
+            " -> " + std::to_string(s.out_c));
+  check(s.kh >= 1 && s.kw >= 1 && s.stride_h >= 1 && s.stride_w >= 1 && s.pad_h >= 0 && s.pad_w >= 0 &&
+            s.in_h + 2 * s.pad_h >= s.kh && s.in_w + 2 * s.pad_w >= s.kw && s.y_h() >= 1 && s.y_w() >= 1,
+        "f32 small conv: invalid geometry (a kernel larger than the padded input, or nothing to output)");
   padded_h_ = s.in_h + 2 * s.pad_h;
   padded_w_ = s.in_w + 2 * s.pad_w;
   const int64_t taps = s.in_c * s.kh * s.kw;

@@ -31,16 +31,18 @@ constexpr int kTileRows = std::max(1, std::min(12, kRegisters - kVectors - 1) / 
 // panel, or one half of a whole panel) whose rows lie `stride` floats apart.
 // With few rows (one, at batch 1) a single set of accumulators would
 // chain each FMA on the last one's result, so k is then split into kSplit
-// interleaved partial sums (8 accumulators at least for a whole panel),
-// added at the end. kSplit counts a whole panel's vectors even for half of
-// one, so each column sums in the same order whichever way the panel is cut.
-template <int kRows, int kPanelVectors, bool kPrefetch>
+// interleaved partial sums (8 accumulators at least), added at the end.
+// kSumVectors sizes kSplit: a half panel counts its whole panel's vectors,
+// so each column sums in the same order whichever way the panel is cut.
+// kPrefetch: the panel streams from L2 (see PackedGemmBlock).
+template <int kRows, int kPanelVectors, int kSumVectors, bool kPrefetch>
 void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, int64_t stride, int64_t k,
           const float* HWY_RESTRICT bias, bool relu, float* HWY_RESTRICT y, int64_t ldy, int64_t cols) {
   const Tag d;
   constexpr int64_t N = static_cast<int64_t>(hn::MaxLanes(Tag()));
   constexpr int64_t kWidth = kPanelVectors * N;
-  constexpr int kSplit = (8 + kRows * kVectors - 1) / (kRows * kVectors);
+  constexpr int kSplit = (8 + kRows * kSumVectors - 1) / (kRows * kSumVectors);
+  constexpr int64_t kAhead = 32;  // feature rows
   using V = hn::Vec<Tag>;
   V acc[kSplit][kRows][kPanelVectors];
   for (int v = 0; v < kPanelVectors; ++v) {
@@ -57,8 +59,9 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
     // With a few rows the kernel streams the panel from L2 faster than the
     // hardware prefetcher fills L1: asking 32 feature rows (2-4 KB) ahead for
     // each 64-byte line took a 784 x 80 batch-1 layer from 4.0 to 3.1 us here.
-    if constexpr (kPrefetch && kRows <= 4)
-      for (int64_t c = 0; c < kWidth; c += 64 / sizeof(float)) hwy::Prefetch(panel + (p + 32) * stride + c);
+    if constexpr (kPrefetch)
+      if (p + kAhead < k)
+        for (int64_t c = 0; c < kWidth; c += 64 / sizeof(float)) hwy::Prefetch(panel + (p + kAhead) * stride + c);
     for (int r = 0; r < kRows; ++r) {
       const V a = hn::Set(d, x[r][p]);
       for (int v = 0; v < kPanelVectors; ++v) acc[s][r][v] = hn::MulAdd(a, w[v], acc[s][r][v]);
@@ -84,17 +87,18 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
   }
 }
 
-template <int kRows, int kPanelVectors, bool kPrefetch>
+template <int kRows, int kPanelVectors, int kSumVectors, bool kPrefetch>
 void rows_tail(int64_t rows, const float* const* x, const float* panel, int64_t stride, int64_t k, const float* bias,
                bool relu, float* y, int64_t ldy, int64_t cols) {
   if constexpr (kRows > 0) {
-    if (rows == kRows) return tile<kRows, kPanelVectors, kPrefetch>(x, panel, stride, k, bias, relu, y, ldy, cols);
-    rows_tail<kRows - 1, kPanelVectors, kPrefetch>(rows, x, panel, stride, k, bias, relu, y, ldy, cols);
+    if (rows == kRows)
+      return tile<kRows, kPanelVectors, kSumVectors, kPrefetch>(x, panel, stride, k, bias, relu, y, ldy, cols);
+    rows_tail<kRows - 1, kPanelVectors, kSumVectors, kPrefetch>(rows, x, panel, stride, k, bias, relu, y, ldy, cols);
   }
 }
 
 // Rows [r0, r1) of y against kPanelVectors vectors of a panel, rows `stride` apart.
-template <int kPanelVectors, bool kPrefetch>
+template <int kPanelVectors, int kSumVectors, bool kPrefetch>
 void panel_rows(const float* x, int64_t ldx, const int64_t* rows, const float* panel, int64_t stride, int64_t k,
                 const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t cols) {
   const float* x_rows[kTileRows];
@@ -104,28 +108,42 @@ void panel_rows(const float* x, int64_t ldx, const int64_t* rows, const float* p
   int64_t r = r0;
   for (; r + kTileRows <= r1; r += kTileRows) {
     point_rows(r, kTileRows);
-    tile<kTileRows, kPanelVectors, kPrefetch>(x_rows, panel, stride, k, bias, relu, y + r * ldy, ldy, cols);
+    tile<kTileRows, kPanelVectors, kSumVectors, kPrefetch>(x_rows, panel, stride, k, bias, relu, y + r * ldy, ldy,
+                                                           cols);
   }
   if (r < r1) {
     point_rows(r, r1 - r);
-    rows_tail<kTileRows - 1, kPanelVectors, kPrefetch>(r1 - r, x_rows, panel, stride, k, bias, relu, y + r * ldy, ldy,
-                                                       cols);
+    rows_tail<kTileRows - 1, kPanelVectors, kSumVectors, kPrefetch>(r1 - r, x_rows, panel, stride, k, bias, relu,
+                                                                    y + r * ldy, ldy, cols);
   }
+}
+
+// Rows [r0, r1) of y against a panel cut as kPanelVectors / kSumVectors
+// say (see tile), prefetched when `stream`.
+template <int kPanelVectors, int kSumVectors>
+void cut_panel_rows(bool stream, const float* x, int64_t ldx, const int64_t* rows, const float* panel, int64_t stride,
+                    int64_t k, const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1,
+                    int64_t cols) {
+  if (stream)
+    panel_rows<kPanelVectors, kSumVectors, true>(x, ldx, rows, panel, stride, k, bias, relu, y, ldy, r0, r1, cols);
+  else
+    panel_rows<kPanelVectors, kSumVectors, false>(x, ldx, rows, panel, stride, k, bias, relu, y, ldy, r0, r1, cols);
 }
 
 // Rows [r0, r1) of y, columns [16 u0, 16 u1) in units of half a panel (a
 // whole panel is two units, a narrow last one a single unit). Row i reads x
-// row rows[i] (i when rows is null).
+// row rows[i] (i when rows is null). may_prefetch: a batch-1 call, which
+// streams the weights (the batched path reuses each panel row over many x
+// rows, and was not measured with prefetching).
 void PackedGemmBlock(const float* x, int64_t ldx, const int64_t* rows, const float* panels, int64_t n, int64_t k,
                      const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t u0,
-                     int64_t u1) {
+                     int64_t u1, bool may_prefetch) {
   constexpr int64_t kHalf = kGemmPanel / 2;
   // Weights beyond what L1 holds are streamed from L2 on every call: those
   // are prefetched. Smaller ones stay in L1 from one call to the next, where
-  // a prefetch is only an extra instruction (no difference measurable here on
-  // Letter's 10-47 KB gated layers).
+  // a prefetch is only an extra instruction.
   constexpr int64_t kStreamBytes = 32 << 10;
-  const bool stream = (u1 - u0) * kHalf * k * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
+  const bool stream = may_prefetch && (u1 - u0) * kHalf * k * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
   HWY_ALIGN float panel_bias[kGemmPanel];
   for (int64_t u = u0; u < u1;) {
     const int64_t p = u / 2, width = gemm_panel_width(n, p);
@@ -139,14 +157,13 @@ void PackedGemmBlock(const float* x, int64_t ldx, const int64_t* rows, const flo
     }
     // Every panel before the last is whole; a half starts kHalf floats into its rows.
     const float* panel = panels + p * k * kGemmPanel + (u % 2) * kHalf;
-    if (whole && stream)
-      panel_rows<kVectors, true>(x, ldx, rows, panel, width, k, b, relu, y + j0, ldy, r0, r1, cols);
-    else if (whole)
-      panel_rows<kVectors, false>(x, ldx, rows, panel, width, k, b, relu, y + j0, ldy, r0, r1, cols);
-    else if (stream)
-      panel_rows<kVectors / 2, true>(x, ldx, rows, panel, width, k, b, relu, y + j0, ldy, r0, r1, cols);
-    else
-      panel_rows<kVectors / 2, false>(x, ldx, rows, panel, width, k, b, relu, y + j0, ldy, r0, r1, cols);
+    if (whole)
+      cut_panel_rows<kVectors, kVectors>(stream, x, ldx, rows, panel, width, k, b, relu, y + j0, ldy, r0, r1, cols);
+    else if (width == kGemmPanel)  // half of a wide panel: sums in that panel's order
+      cut_panel_rows<kVectors / 2, kVectors>(stream, x, ldx, rows, panel, width, k, b, relu, y + j0, ldy, r0, r1, cols);
+    else  // a narrow last panel, never cut: as many partial sums as its own vectors allow
+      cut_panel_rows<kVectors / 2, kVectors / 2>(stream, x, ldx, rows, panel, width, k, b, relu, y + j0, ldy, r0, r1,
+                                                 cols);
     u += whole ? 2 : 1;
   }
 }
@@ -212,14 +229,14 @@ void packed_gemm_by_panels(int64_t m, const float* x, int64_t ldx, PackedGemmWei
   constexpr int64_t kSplitMinWeightBytes = 64 << 10;
   const bool split = units >= 2 && w.n * w.k * static_cast<int64_t>(sizeof(float)) >= kSplitMinWeightBytes;
   if (!split || omp_in_parallel() || omp_get_max_threads() == 1)
-    return block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, units);
+    return block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, units, true);
   // Split by half panels: 5 panels (154 gated outputs) would go 3 + 2, and the
   // core with 3 would stream 96 columns where 80 is the fair share.
 #pragma omp parallel
   {
     const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
     const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
-    if (u0 < u1) block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, u0, u1);
+    if (u0 < u1) block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, u0, u1, true);
   }
 }
 
@@ -229,7 +246,7 @@ void packed_gemm_rows(int64_t m, const float* x, int64_t ldx, const int64_t* row
   const int64_t panels = panel_count(w.n), units = unit_count(w.n);
   auto block = HWY_DYNAMIC_DISPATCH(PackedGemmBlock);
   if (!packed_gemm_worth_splitting(m * w.n * w.k))
-    return block(x, ldx, rows, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, units);
+    return block(x, ldx, rows, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, units, false);
   // Items of 24 rows (a multiple of every target's tile height) x one panel.
   constexpr int64_t kRowsPerItem = 24;
   const int64_t row_items = (m + kRowsPerItem - 1) / kRowsPerItem;
@@ -237,7 +254,7 @@ void packed_gemm_rows(int64_t m, const float* x, int64_t ldx, const int64_t* row
   for (int64_t item = 0; item < row_items * panels; ++item) {
     const int64_t r0 = (item / panels) * kRowsPerItem, p = item % panels;
     block(x, ldx, rows, w.panels, w.n, w.k, bias, relu, y, ldy, r0, std::min(m, r0 + kRowsPerItem), 2 * p,
-          std::min(units, 2 * p + 2));
+          std::min(units, 2 * p + 2), false);
   }
 }
 

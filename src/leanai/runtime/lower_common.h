@@ -1,6 +1,7 @@
-// What the quantized and bf16 lowerings share (internal to the runtime):
-// values and steps made through the LoweringContext, the layer geometry, and
-// one oneDNN convolution / matmul primitive descriptor for any element types.
+// What the lowerings outside lowering.cpp share (internal to the runtime):
+// values and steps made through the LoweringContext, the layer geometry, one
+// oneDNN convolution / matmul primitive descriptor for any element types, and
+// the entry points of leanai's own kernels' lowerings.
 #pragma once
 #include <functional>
 #include <optional>

@@ -12,6 +12,7 @@
 #include "leanai/kernels/maxpool_nhwc.h"
 #include "leanai/kernels/pool_geometry.h"
 #include "leanai/kernels/post_ops.h"
+#include "leanai/kernels/weight_storage.h"
 #include "leanai/runtime/lower_common.h"
 
 namespace leanai::runtime {
@@ -56,6 +57,9 @@ namespace lower {
 
 std::optional<F32SmallConvSpec> f32_small_conv_spec(LoweringContext& c, const Node& n, int x) {
   if (n.op != "conv2d" || n.inputs.size() < 2 || n.inputs.size() > 3) return std::nullopt;  // no fused add
+  // bf16 compute without native bf16 runs oneDNN on bf16-rounded f32 weights,
+  // which this kernel would not see: it reads the stored ones.
+  if (computes_in_bf16(n)) return std::nullopt;
   if (!is_param(c, n.inputs[1]) || (n.inputs.size() == 3 && !is_param(c, n.inputs[2]))) return std::nullopt;
   const std::vector<PostOp> ops = parse_post_ops(n);
   if (ops.size() > 1 || (ops.size() == 1 && ops[0].op != "relu")) return std::nullopt;
@@ -108,7 +112,8 @@ std::function<void()> separate_pool_run(const F32SmallConvSpec& spec, int64_t ba
 }
 
 std::string small_conv_name(const F32SmallConvSpec& spec) {
-  return std::string("leanai small-channel") + (spec.pool ? " + pool" : "") + (spec.split_rows ? ", rows over threads" : "");
+  return std::string("leanai small-channel") + (spec.pool ? " + pool" : "") +
+         (spec.split_rows ? ", rows over threads" : "");
 }
 
 int lower_f32_small_conv(LoweringContext& c, const Node& n, int x, const F32SmallConvSpec& spec) {
@@ -123,6 +128,8 @@ int lower_f32_small_conv(LoweringContext& c, const Node& n, int x, const F32Smal
                 small_conv_name(spec) + " f32, nchw -> nChw16c" + post_op_note(n) +
                     (spec.pool ? ", then " + name_of(*pool_after(c.graph(), n)) + " (2x2 max, fused)" : "")};
   c.instance().steps.push_back(std::move(step));
+  // With the pool fused, the conv node's value is the pooled one: its only
+  // reader is that pool, which is then skipped (lowering.cpp) and takes it as its own.
   c.set_node_value(n.id, out);
   if (spec.pool) c.set_node_value(pool_after(c.graph(), n)->id, out);
   return out;

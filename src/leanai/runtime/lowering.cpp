@@ -327,12 +327,13 @@ class Lowering : public LoweringContext {
     size_t pick = timed.size();
     // LEANAI_CONV_KERNEL names one to take without timing, where it applies.
     if (const char* forced = std::getenv("LEANAI_CONV_KERNEL"); forced && *forced)
-      for (size_t i = 0; i < timed.size(); ++i)
+      for (size_t i = 0; i < timed.size() && pick == timed.size(); ++i)
         if (timed[i].name == forced) pick = i;
     if (pick == timed.size()) pick = static_cast<size_t>(choose_kernel(key, timed, tune_));
     if (pick >= candidates.size()) {
       F32SmallConvSpec spec = *small;
-      spec.split_rows = pick > candidates.size();
+      spec.split_rows = true;
+      spec.split_rows = timed[pick].name == lower::small_conv_name(spec);
       lower::lower_f32_small_conv(*this, n, x, spec);
       return;
     }

@@ -5,15 +5,13 @@
 // and batches that run serially, split by rows and split by samples.
 #include <gtest/gtest.h>
 
-#include <hwy/targets.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "expect_error.h"
+#include "highway_targets.h"
 #include "leanai/core/rng.h"
-#include "leanai/core/threads.h"
 #include "leanai/kernels/f32_small_conv.h"
 
 namespace leanai {
@@ -94,22 +92,15 @@ TEST(F32SmallConv, EqualsAPlainLoopOnEveryInstructionSet) {
   F32SmallConvSpec narrow = odd;  // 2 x 3 conv outputs: one pooled pixel, narrower than a block
   narrow.in_h = 4, narrow.in_w = 3, narrow.pad_w = 1, narrow.split_rows = true;
   specs.push_back(narrow);
-  const int threads = num_threads();
-  set_num_threads(2);
-  int targets = 0;
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    ++targets;
+  const int targets = test_support::for_each_highway_target([&](const char* target) {
     uint64_t seed = 1;
     for (const F32SmallConvSpec& s : specs)
       for (int64_t n : {1, 9})  // 9: samples split over the threads
         EXPECT_EQ(check_layer(s, n, seed % 3 != 0, seed), 0)
-            << hwy::TargetName(target) << ": " << s.in_c << " -> " << s.out_c << ", k " << s.kh << "x" << s.kw
+            << target << ": "<< s.in_c << " -> " << s.out_c << ", k " << s.kh << "x" << s.kw
             << ", stride " << s.stride_h << ", pad " << s.pad_h << (s.pool ? ", pooled" : "")
             << (s.split_rows ? ", rows split" : "") << ", n " << n << ", seed " << seed++;
-  }
-  hwy::SetSupportedTargetsForTest(0);  // back to what the CPU has
-  set_num_threads(threads);
+  });
   EXPECT_GE(targets, 1);
 }
 

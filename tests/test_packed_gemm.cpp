@@ -5,13 +5,12 @@
 // and ReLU on and off, and a product large enough to split over threads.
 #include <gtest/gtest.h>
 
-#include <hwy/targets.h>
-
 #include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "highway_targets.h"
 #include "leanai/core/rng.h"
 #include "leanai/core/threads.h"
 #include "leanai/kernels/packed_gemm.h"
@@ -67,19 +66,12 @@ TEST(PackedGemm, EqualsAPlainLoopOnEveryInstructionSet) {
   cases.push_back({0, 5, 3, true, false});  // nothing to write
   cases.push_back({4, 0, 3, true, false});
   cases.push_back({3, 5, 0, true, true});   // an empty sum: act(bias)
-  const int threads = num_threads();
-  set_num_threads(2);
-  int targets = 0;
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    ++targets;
+  const int targets = test_support::for_each_highway_target([&](const char* target) {
     uint64_t seed = 1;
     for (const GemmCase& c : cases)
-      EXPECT_EQ(check_case(c, seed++), 0) << hwy::TargetName(target) << ": m " << c.m << ", n " << c.n << ", k " << c.k
-                                          << ", bias " << c.bias << ", relu " << c.relu;
-  }
-  hwy::SetSupportedTargetsForTest(0);  // back to what the CPU has
-  set_num_threads(threads);
+      EXPECT_EQ(check_case(c, seed++), 0) << target << ": m " << c.m << ", n " << c.n << ", k " << c.k << ", bias "
+                                          << c.bias << ", relu " << c.relu;
+  });
   EXPECT_GE(targets, 1);
 }
 

@@ -59,6 +59,15 @@ struct Geometry {
   dnnl::memory::dims strides, dil, pad_l, pad_r, wdims;
 };
 Geometry geometry(const Node& n, const Shape& x, const Shape& w);
+// The sizes, strides and padding of a conv with 2-D geometry geo, into a
+// kernel spec with those fields (Int8SmallConvSpec, F32SmallConvSpec).
+template <typename Spec>
+void set_conv_geometry(Spec& s, const Geometry& geo) {
+  s.in_c = geo.x[1], s.in_h = geo.x[2], s.in_w = geo.x[3];
+  s.out_c = geo.w[0], s.kh = geo.w[2], s.kw = geo.w[3];
+  s.stride_h = geo.strides[0], s.stride_w = geo.strides[1];
+  s.pad_h = geo.pad_l[0], s.pad_w = geo.pad_l[1];
+}
 // The weights as stored ([out, in] or [out, in/g, kh, kw]) in element type t.
 md plain_weights(const Geometry& geo, dt t);
 md bias_desc(const Geometry& geo);

@@ -71,16 +71,7 @@ std::optional<F32SmallConvSpec> f32_small_conv_spec(LoweringContext& c, const No
   if (geo.groups != 1 || geo.dil[0] != 0 || geo.dil[1] != 0 || !f32_small_conv_fits(in.shape[1], w.dim(0)))
     return std::nullopt;
   F32SmallConvSpec spec;
-  spec.in_c = in.shape[1];
-  spec.in_h = in.shape[2];
-  spec.in_w = in.shape[3];
-  spec.out_c = w.dim(0);
-  spec.kh = w.dim(2);
-  spec.kw = w.dim(3);
-  spec.stride_h = geo.strides[0];
-  spec.stride_w = geo.strides[1];
-  spec.pad_h = geo.pad_l[0];
-  spec.pad_w = geo.pad_l[1];
+  set_conv_geometry(spec, geo);
   spec.relu = ops.size() == 1;
   // Windows past the right / bottom edge would read beyond the padded rows.
   if (spec.out_h() != geo.y[2] || spec.out_w() != geo.y[3]) return std::nullopt;

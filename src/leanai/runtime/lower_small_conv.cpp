@@ -47,16 +47,7 @@ bool lower_small_int8_conv(LoweringContext& c, const Node& n, const std::optiona
   if (!int8_small_conv_pays(xs[1], wq.dim(2), wq.dim(3)) || !cpu_runs_small_conv()) return false;
 
   Int8SmallConvSpec spec;
-  spec.in_c = xs[1];
-  spec.in_h = xs[2];
-  spec.in_w = xs[3];
-  spec.out_c = wq.dim(0);
-  spec.kh = wq.dim(2);
-  spec.kw = wq.dim(3);
-  spec.stride_h = geo.strides[0];
-  spec.stride_w = geo.strides[1];
-  spec.pad_h = geo.pad_l[0];
-  spec.pad_w = geo.pad_l[1];
+  set_conv_geometry(spec, geo);
   spec.input = iq.params;
   spec.output = out_q;
   spec.relu = ops.size() == 1;

@@ -111,8 +111,9 @@ TEST(F32SmallConv, RefusesLayersItIsNotWrittenFor) {
   F32SmallConvSpec s;
   s.in_c = 8, s.in_h = s.in_w = 5, s.out_c = 16;
   std::vector<float> w(16 * 8 * 9);
-  test_support::expect_error([&] { F32SmallConv(s, w.data(), nullptr); },
-                             {"f32 small conv", "needs 1-4 input channels and whole 16-channel output blocks", "8 -> 16"});
+  test_support::expect_error(
+      [&] { F32SmallConv(s, w.data(), nullptr); },
+      {"f32 small conv", "needs 1-4 input channels and whole 16-channel output blocks", "8 -> 16"});
   s.in_c = 1, s.in_h = 5, s.in_w = 1, s.kh = s.kw = 1, s.pool = true;  // a 5 x 1 conv output pools to nothing
   test_support::expect_error([&] { F32SmallConv(s, w.data(), nullptr); }, {"f32 small conv", "invalid geometry"});
 }

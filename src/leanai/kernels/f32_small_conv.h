@@ -53,7 +53,8 @@ class F32SmallConv {
 
   const F32SmallConvSpec& spec() const { return spec_; }
   int64_t packed_bytes() const {
-    return static_cast<int64_t>((weights_.size() + bias_.size()) * sizeof(float) + tap_offset_.size() * sizeof(int64_t));
+    return static_cast<int64_t>((weights_.size() + bias_.size()) * sizeof(float) +
+                                tap_offset_.size() * sizeof(int64_t));
   }
 
  private:

@@ -113,16 +113,17 @@ int lower_f32_small_conv(LoweringContext& c, const Node& n, int x, const F32Smal
   c.count_weight_bytes(step->conv->packed_bytes());
   const Shape y = {val(c, x).shape[0], spec.out_c, spec.y_h(), spec.y_w()};
   const int out = new_value(c, y, md(to_dims(y), dt::f32, tag::nChw16c));
+  const Node* pool = spec.pool ? pool_after(c.graph(), n) : nullptr;
   step->reads = {x};
   step->writes = {out};
   step->info = {name_of(n), "conv2d",
                 small_conv_name(spec) + " f32, nchw -> nChw16c" + post_op_note(n) +
-                    (spec.pool ? ", then " + name_of(*pool_after(c.graph(), n)) + " (2x2 max, fused)" : "")};
+                    (pool ? ", then " + name_of(*pool) + " (2x2 max, fused)" : "")};
   c.instance().steps.push_back(std::move(step));
   // With the pool fused, the conv node's value is the pooled one: its only
   // reader is that pool, which is then skipped (lowering.cpp) and takes it as its own.
   c.set_node_value(n.id, out);
-  if (spec.pool) c.set_node_value(pool_after(c.graph(), n)->id, out);
+  if (pool) c.set_node_value(pool->id, out);
   return out;
 }
 

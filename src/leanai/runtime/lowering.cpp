@@ -331,9 +331,9 @@ class Lowering : public LoweringContext {
         if (timed[i].name == forced) pick = i;
     if (pick == timed.size()) pick = static_cast<size_t>(choose_kernel(key, timed, tune_));
     if (pick >= candidates.size()) {
-      F32SmallConvSpec spec = *small;
-      spec.split_rows = true;
-      spec.split_rows = timed[pick].name == lower::small_conv_name(spec);
+      F32SmallConvSpec split = *small, spec = *small;
+      split.split_rows = true;
+      spec.split_rows = timed[pick].name == lower::small_conv_name(split);
       lower::lower_f32_small_conv(*this, n, x, spec);
       return;
     }

@@ -121,7 +121,8 @@ int lower_f32_small_conv(LoweringContext& c, const Node& n, int x, const F32Smal
                     (pool ? ", then " + name_of(*pool) + " (2x2 max, fused)" : "")};
   c.instance().steps.push_back(std::move(step));
   // With the pool fused, the conv node's value is the pooled one: its only
-  // reader is that pool, which is then skipped (lowering.cpp) and takes it as its own.
+  // reader is that pool, which takes it as its own and is then skipped
+  // (lowering.cpp skips a node that already has a value).
   c.set_node_value(n.id, out);
   if (pool) c.set_node_value(pool->id, out);
   return out;

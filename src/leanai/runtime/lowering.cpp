@@ -157,6 +157,7 @@ class Lowering : public LoweringContext {
 
   // ---- per-op lowering ----
   void lower(const Node& n) {
+    if (node_value_[n.id] >= 0) return;  // lowered with the layer before it (a fused pool)
     if (n.op == "qlinear" || n.op == "qconv2d") {
       if (!lower_quantized_layer(*this, n)) lower_kernel(n);
       return;
@@ -167,7 +168,6 @@ class Lowering : public LoweringContext {
     }
     if (n.op == "conv2d") return lower_conv(n);
     if (n.op == "linear") return lower_linear(n);
-    if (n.op == "maxpool2d" && node_value_[n.id] >= 0) return;  // fused into the layer before it
     if (n.op == "maxpool2d" || n.op == "avgpool2d" || n.op == "global_avgpool") return lower_pool(n);
     if (n.op == "batchnorm" && all_params(n, 1)) return lower_batchnorm(n);
     if (is_fusable_activation(n.op)) return lower_eltwise(n);

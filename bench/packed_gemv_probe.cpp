@@ -1,0 +1,55 @@
+// leanai's packed batch-1 GEMM (kernels/packed_gemm.h, packed_gemm_by_panels)
+// on one layer of n outputs and k inputs at batch 1: median and 10th
+// percentile microseconds of 20,000 calls, then an empty OpenMP region's
+// cost on the same threads. Build it against two libleanai.a builds to
+// compare a change side by side (the prefetch figure in docs/benchmarks.md:
+// 80 784 1, three interleaved runs of each build).
+//
+//   g++ -O2 -std=c++20 -fopenmp -Isrc bench/packed_gemv_probe.cpp build/libleanai.a -lhwy -ldnnl -o /tmp/gemv
+//   /tmp/gemv 80 784 1      # n k threads
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "leanai/core/threads.h"
+#include "leanai/kernels/packed_gemm.h"
+
+namespace {
+
+template <typename F>
+double percentile_us(F&& call, double q) {
+  std::vector<double> t;
+  for (int r = 0; r < 20000; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    call();
+    t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[static_cast<size_t>(q * static_cast<double>(t.size() - 1))];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s N K THREADS\n", argv[0]);
+    return 2;
+  }
+  const int64_t n = std::atoll(argv[1]), k = std::atoll(argv[2]);
+  const int threads = std::atoi(argv[3]);
+  leanai::set_num_threads(threads);
+  std::vector<float> w(n * k, 0.01f), x(k, 1.0f), b(n, 0.0f), y(n);
+  std::vector<float> packed(leanai::packed_gemm_floats(n, k));
+  leanai::pack_gemm_weights(w.data(), n, k, packed.data());
+  auto layer = [&] { leanai::packed_gemm_by_panels(1, x.data(), k, {packed.data(), n, k}, b.data(), true, y.data(), n); };
+  const double p50 = percentile_us(layer, 0.5), p10 = percentile_us(layer, 0.1);
+  std::printf("n %lld k %lld threads %d: p50 %.2f us p10 %.2f\n", static_cast<long long>(n), static_cast<long long>(k),
+              threads, p50, p10);
+  auto empty = [] {
+#pragma omp parallel
+    { asm volatile(""); }
+  };
+  std::printf("empty region p50 %.2f us\n", percentile_us(empty, 0.5));
+}

@@ -96,7 +96,7 @@ TEST(PackedGemm, RowsByIndexEqualTheRowsCopiedTogether) {
 }
 
 // packed_gemm_by_panels (batch 1: the outputs split over the threads in
-// half panels) gives the same bits as packed_gemm, the work split or not.
+// half panels, or kept on one core) gives the same bits as packed_gemm.
 TEST(PackedGemm, PanelsSplitOverThreadsGiveTheSameBits) {
   const int threads = num_threads();
   set_num_threads(2);
@@ -112,10 +112,12 @@ TEST(PackedGemm, PanelsSplitOverThreadsGiveTheSameBits) {
     for (float& v : b) v = rng.uniform(-1.0f, 1.0f);
     pack_gemm_weights(w.data(), n, k, packed.data());
     for (int64_t m = 1; m <= 4; ++m) {
-      std::vector<float> split(m * n), whole(m * n);
+      std::vector<float> split(m * n), one_core(m * n), whole(m * n);
       packed_gemm_by_panels(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, split.data(), n);
+      packed_gemm_by_panels(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, one_core.data(), n, false);
       packed_gemm(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, whole.data(), n);
       EXPECT_EQ(split, whole) << "m " << m << ", n " << n << ", k " << k;
+      EXPECT_EQ(one_core, whole) << "m " << m << ", n " << n << ", k " << k;
     }
   }
   set_num_threads(threads);

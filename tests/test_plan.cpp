@@ -153,13 +153,7 @@ TEST(Plan, RunsOpsWithoutALoweringThroughTheirKernel) {
   EXPECT_LT(plan_vs_executor(g, random_tensor({3, 6}, 4)), 1e-5);
 }
 
-// The packed GEMM lowering of a linear layer on a few rows (batch 1),
-// forced: flatten of a 4-D input read in place, bias and ReLU fused, no bias,
-// 70 outputs (3 panels of 32) x 260 inputs (over 64 KB: the threads split
-// the panels), and a
-// batch above kPackedLinearMaxRows, where oneDNN's kernels run instead.
-TEST(Plan, PackedLinearAtSmallBatchMatchesTheExecutor) {
-  setenv("LEANAI_LINEAR_KERNEL", "packed", 1);
+void check_packed_linear_at_small_batch(const std::string& form) {
   Graph g;
   NetBuilder b(g, 9);
   const int x = g.add_input("input", {2, 10, 13});
@@ -171,11 +165,31 @@ TEST(Plan, PackedLinearAtSmallBatchMatchesTheExecutor) {
     EXPECT_LT(plan_vs_executor(g, random_tensor({batch, 2, 10, 13}, static_cast<uint64_t>(batch))), kTolerance)
         << "batch " << batch;
     Plan plan(g);
-    int packed = 0;
-    for (const PlanStep& s : plan.steps(batch)) packed += s.detail.find("packed GEMM") != std::string::npos;
-    EXPECT_EQ(packed, batch <= 4 ? 3 : 0) << "batch " << batch;
+    int packed = 0, split = 0;
+    for (const PlanStep& s : plan.steps(batch)) {
+      packed += s.detail.find("packed GEMM") != std::string::npos;
+      split += s.detail.find("over the threads") != std::string::npos;
+    }
+    EXPECT_EQ(packed, batch <= 4 ? 3 : 0) << form << ", batch " << batch;
+    // Only fc1 is large enough to split.
+    EXPECT_EQ(split, batch <= 4 && form == "packed" ? 1 : 0) << form << ", batch " << batch;
+  }
+}
+
+// The packed GEMM lowering of a linear layer on a few rows (batch 1),
+// forced, split over two threads and on one core: flatten of a 4-D input
+// read in place, bias and ReLU fused, no bias, 70 outputs (3 panels of 32) x
+// 260 inputs (over 64 KB: the threads split the panels), and a batch above
+// kPackedLinearMaxRows, where oneDNN's kernels run instead.
+TEST(Plan, PackedLinearAtSmallBatchMatchesTheExecutor) {
+  const int threads = num_threads();
+  set_num_threads(2);
+  for (const char* form : {"packed", "packed-one-core"}) {
+    setenv("LEANAI_LINEAR_KERNEL", form, 1);
+    check_packed_linear_at_small_batch(form);
   }
   unsetenv("LEANAI_LINEAR_KERNEL");
+  set_num_threads(threads);
 }
 
 // The same after a convolution, whose output oneDNN keeps in its own layout

@@ -220,15 +220,19 @@ void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, co
   packed_gemm_rows(m, x, ldx, nullptr, w, bias, relu, y, ldy);
 }
 
+bool packed_gemm_panels_can_split(int64_t n, int64_t k) {
+  // Below 64 KB of weights (under a microsecond to stream) waking the threads costs more.
+  constexpr int64_t kSplitMinWeightBytes = 64 << 10;
+  return unit_count(n) >= 2 && n * k * static_cast<int64_t>(sizeof(float)) >= kSplitMinWeightBytes &&
+         !omp_in_parallel() && omp_get_max_threads() > 1;
+}
+
 void packed_gemm_by_panels(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu,
-                           float* y, int64_t ldy) {
+                           float* y, int64_t ldy, bool may_split) {
   if (m <= 0 || w.n <= 0) return;
   const int64_t units = unit_count(w.n);
   auto block = HWY_DYNAMIC_DISPATCH(PackedGemmBlock);
-  // Below 64 KB of weights (under a microsecond to stream) waking the threads costs more.
-  constexpr int64_t kSplitMinWeightBytes = 64 << 10;
-  const bool split = units >= 2 && w.n * w.k * static_cast<int64_t>(sizeof(float)) >= kSplitMinWeightBytes;
-  if (!split || omp_in_parallel() || omp_get_max_threads() == 1)
+  if (!may_split || !packed_gemm_panels_can_split(w.n, w.k))
     return block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, units, true);
   // Split by half panels: 5 panels (154 gated outputs) would go 3 + 2, and the
   // core with 3 would stream 96 columns where 80 is the fair share.

@@ -76,9 +76,15 @@ void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, co
 // outputs split over the threads (outside a parallel region) in steps of half
 // a panel, so the shares differ by 16 columns at most; each thread always
 // takes the same ones, so each core keeps its share of the weights in its own
-// cache from one call to the next.
+// cache from one call to the next. may_split false runs on the calling
+// thread: a split costs a fork and join (about 1 us on a 2-core VM here),
+// which a layer of 130 KB did not win back, so the Plan times both.
 void packed_gemm_by_panels(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu,
-                           float* y, int64_t ldy);
+                           float* y, int64_t ldy, bool may_split = true);
+// Whether packed_gemm_by_panels splits an [n, k] matrix when it may: two
+// half panels and 64 KB of weights at least, more than one thread, and not
+// called inside a parallel region.
+bool packed_gemm_panels_can_split(int64_t n, int64_t k);
 
 // The same with the rows of x picked by index: row i of y reads x row
 // rows[i]. The sparse layers' experts and blocks read their tokens in place

@@ -3,7 +3,8 @@
 // matmul, kept where it measures faster. At batch 1 a layer is a
 // matrix-vector product bound by streaming its weights; the packed kernel
 // splits the output panels over the threads, each always the same ones, so
-// each core streams its share from its own cache.
+// each core streams its share from its own cache. Where waking the threads
+// costs more than the split saves, the same kernel on one core wins the timing.
 //
 // A layer after a convolution reads its input in the convolution's blocked
 // layout (nChw16c): each sample is still one stretch of memory, only with its
@@ -26,10 +27,11 @@ struct PackedLinear {
   Tensor panels, bias;  // bias undefined: none
   int64_t out = 0, in = 0;
   bool relu = false;
+  bool one_core = false;  // never split over the threads
 
   void run(int64_t rows, const float* x, float* y) const {
     packed_gemm_by_panels(rows, x, in, {panels.data<float>(), out, in}, bias.defined() ? bias.data<float>() : nullptr,
-                          relu, y, out);
+                          relu, y, out, !one_core);
   }
 };
 
@@ -80,22 +82,30 @@ std::vector<int64_t> packed_linear_order(LoweringContext& c, const Node& n, int 
   return feature_at_position(in.desc, in.shape);  // empty unless each sample is one stretch of memory
 }
 
-KernelCandidate packed_linear_candidate(LoweringContext& c, const Node& n, int x, const std::vector<int64_t>& order) {
+std::vector<KernelCandidate> packed_linear_candidates(LoweringContext& c, const Node& n, int x,
+                                                     const std::vector<int64_t>& order) {
   // Packed on the first timed call, into a copy of its own: one that loses
   // (or is never timed, the choice being cached) leaves nothing behind.
   auto layer = std::make_shared<PackedLinear>(unpacked_linear(c, n, order));
   const int64_t rows = val(c, x).shape[0];
   auto src = std::make_shared<std::vector<float>>(rows * layer->in, 0.0f);
   auto dst = std::make_shared<std::vector<float>>(rows * layer->out, 0.0f);
-  return {"packed", [=, w = param(c, n.inputs[1])] {
-            if (!layer->panels.defined()) layer->panels = pack_in_order(w, order);
-            layer->run(rows, src->data(), dst->data());
-          }};
+  auto candidate = [=, w = param(c, n.inputs[1])](const char* name, bool one_core) {
+    return KernelCandidate{name, [=] {
+                             if (!layer->panels.defined()) layer->panels = pack_in_order(w, order);
+                             layer->one_core = one_core;
+                             layer->run(rows, src->data(), dst->data());
+                           }};
+  };
+  std::vector<KernelCandidate> out = {candidate(kPackedSplit, false)};
+  if (packed_gemm_panels_can_split(layer->out, layer->in)) out.push_back(candidate(kPackedOneCore, true));
+  return out;
 }
 
-int lower_packed_linear(LoweringContext& c, const Node& n, int x, const std::vector<int64_t>& order) {
+int lower_packed_linear(LoweringContext& c, const Node& n, int x, const std::vector<int64_t>& order, bool one_core) {
   auto step = std::make_unique<PackedLinearStep>();
   step->layer = unpacked_linear(c, n, order);
+  step->layer.one_core = one_core;
   // One packed copy per layout, shared by every plan instance reading it.
   const Tensor& w = param(c, n.inputs[1]);
   step->layer.panels = c.weights().derived(w, pack_gemm_kind(1, w.dim(0), step->layer.in) + " columns " + feature_order_key(order),
@@ -108,7 +118,9 @@ int lower_packed_linear(LoweringContext& c, const Node& n, int x, const std::vec
   step->reads = {x};
   step->writes = {out};
   step->info = {name_of(n), "linear",
-                "leanai packed GEMM, output panels over the threads" +
+                std::string(one_core || !packed_gemm_panels_can_split(l.out, l.in)
+                                ? "leanai packed GEMM, on one core"
+                                : "leanai packed GEMM, output panels over the threads") +
                     std::string(reordered ? ", reads 4-D in its layout" : "") + post_op_note(n)};
   c.instance().steps.push_back(std::move(step));
   return out;

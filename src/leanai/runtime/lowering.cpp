@@ -402,8 +402,8 @@ class Lowering : public LoweringContext {
     const std::vector<int64_t> packed_order = lower::packed_linear_order(*this, n, x);
     const std::string choice =
         spatial && packed_order.empty() ? "inner_product" : choose_linear(n, ip_pd, mm_pd, x, y, bias, packed_order);
-    if (choice == "packed") {
-      node_value_[n.id] = lower::lower_packed_linear(*this, n, x, packed_order);
+    if (choice == lower::kPackedSplit || choice == lower::kPackedOneCore) {
+      node_value_[n.id] = lower::lower_packed_linear(*this, n, x, packed_order, choice == lower::kPackedOneCore);
       return;
     }
     x = as_layout(x, choice == "inner_product" ? ip_pd.src_desc() : mm_pd.src_desc(), node_name(n));
@@ -434,8 +434,8 @@ class Lowering : public LoweringContext {
   }
 
   // Times the linear kernels that apply (inner product; matmul for a 2-D
-  // source; the packed GEMM for a few rows, where packed_order is not empty)
-  // on scratch memory of the real shapes; returns the name of the faster.
+  // source; the packed GEMM for a few rows, where packed_order is not empty,
+  // split over the threads or not) on scratch memory of the real shapes; returns the name of the faster.
   // LEANAI_LINEAR_KERNEL names one to take without timing, where it applies.
   std::string choose_linear(const Node& n, const dnnl::inner_product_forward::primitive_desc& ip,
                             const dnnl::matmul::primitive_desc& mm, int x, const Shape& y, bool bias,
@@ -451,13 +451,20 @@ class Lowering : public LoweringContext {
     std::vector<KernelCandidate> candidates = {
         scratch_candidate("inner_product", dnnl::inner_product_forward(ip), args(ip), md(), md())};
     if (xs.size() == 2) candidates.push_back(scratch_candidate("matmul", dnnl::matmul(mm), args(mm), md(), md()));
-    if (packed) candidates.push_back(lower::packed_linear_candidate(*this, n, x, packed_order));
-    if (const char* forced = std::getenv("LEANAI_LINEAR_KERNEL"); forced && *forced)
+    if (packed)
+      for (KernelCandidate& c : lower::packed_linear_candidates(*this, n, x, packed_order))
+        candidates.push_back(std::move(c));
+    if (const char* forced = std::getenv("LEANAI_LINEAR_KERNEL"); forced && *forced) {
+      // Either packed form runs any layer the packed kernel takes (one too small to split runs on one core).
+      if (packed && (std::string(forced) == lower::kPackedSplit || std::string(forced) == lower::kPackedOneCore))
+        return forced;
       for (const KernelCandidate& c : candidates)
         if (c.name == forced) return c.name;
+    }
     // The packed kernel's weights follow x's layout (padded channels included), so its time does too.
     const std::string key = "linear " + shape_str(xs) + " -> " + shape_str(y) + (bias ? " bias" : "") +
-                            post_op_note(n) + (packed ? " or packed from " + layout_name(val(x).desc) : "");
+                            post_op_note(n) + (packed ? " or packed from " + layout_name(val(x).desc) : "") +
+                            (candidates.back().name == lower::kPackedOneCore ? " split or not" : "");
     return candidates[choose_kernel(key, candidates, tune_)].name;
   }
 

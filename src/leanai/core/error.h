@@ -15,5 +15,10 @@ class Error : public std::runtime_error {
 inline void check(bool cond, const std::string& message) {
   if (!cond) throw Error(message);
 }
+// The same for a fixed message, which then costs no string when the check
+// passes (Plan::run checks on every call and allocates nothing).
+inline void check(bool cond, const char* message) {
+  if (!cond) throw Error(message);
+}
 
 }  // namespace leanai

@@ -77,13 +77,15 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
   for (int r = 0; r < kRows; ++r) {
     if (relu)
       for (int v = 0; v < kPanelVectors; ++v) acc[0][r][v] = hn::Max(acc[0][r][v], hn::Zero(d));
-    if (cols == kWidth) {
-      for (int v = 0; v < kPanelVectors; ++v) hn::StoreU(acc[0][r][v], d, y + r * ldy + v * N);
-      continue;
+    // A partial panel's last vectors are stored masked (at batch 1 a memcpy
+    // call per partial panel was 3% of a small gated net's run).
+    for (int v = 0; v < kPanelVectors; ++v) {
+      const int64_t lanes = std::min(N, cols - v * N);
+      if (lanes == N)
+        hn::StoreU(acc[0][r][v], d, y + r * ldy + v * N);
+      else if (lanes > 0)
+        hn::BlendedStore(acc[0][r][v], hn::FirstN(d, static_cast<size_t>(lanes)), d, y + r * ldy + v * N);
     }
-    HWY_ALIGN float row[kWidth];
-    for (int v = 0; v < kPanelVectors; ++v) hn::Store(acc[0][r][v], d, row + v * N);
-    std::memcpy(y + r * ldy, row, static_cast<size_t>(cols) * sizeof(float));
   }
 }
 

@@ -11,14 +11,24 @@ namespace leanai::runtime {
 void PrimitiveStep::bind(Instance& inst) {
   for (auto [arg, v] : value_args) args[arg] = inst.values[v].mem;
   if (scratchpad_desc.get_size() > 0) args[DNNL_ARG_SCRATCHPAD] = inst.scratchpad(scratchpad_desc);
+  c_args_.clear();
+  for (const auto& [arg, mem] : args) c_args_.push_back({arg, mem.get(true)});
 }
 
-void PrimitiveStep::run() { primitive.execute(cpu_stream(), args); }
+void PrimitiveStep::run() {
+  const dnnl_status_t status = dnnl_primitive_execute(primitive.get(), cpu_stream().get(),
+                                                      static_cast<int>(c_args_.size()), c_args_.data());
+  if (status != dnnl_success)
+    throw Error("plan: oneDNN failed to run step '" + info.name + "' (status " + std::to_string(status) + ")");
+}
 
 void OneToOneStep::bind(Instance& inst) {
-  src_ = inst.values[reads.at(0)].mem;
-  dst_ = inst.values[writes.at(0)].mem;
-  src_shape_ = inst.values[reads.at(0)].shape;
+  const int x = reads.at(0), y = writes.at(0);
+  src_ = inst.values[x].mem;
+  src_ptr_ = inst.values[inst.root(x)].external ? nullptr : src_.get_data_handle();
+  check(!inst.values[inst.root(y)].external, "plan: a step writes into the caller's input");
+  dst_ptr_ = inst.values[y].mem.get_data_handle();
+  src_shape_ = inst.values[x].shape;
 }
 
 void KernelStep::bind(Instance& inst) {

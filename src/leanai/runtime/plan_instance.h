@@ -74,19 +74,22 @@ class Step {
   std::vector<int> reads, writes;  // values
 };
 
-// A step of leanai's own code reading one value and writing one. The handles
-// are read at each run: the caller's input is re-pointed per run.
+// A step of leanai's own code reading one value and writing one. Arena
+// buffers stay put, so their addresses are kept at bind; the caller's input
+// is re-pointed per run, so a step reading it asks its handle each time.
 class OneToOneStep : public Step {
  public:
   void bind(Instance& inst) override;
 
  protected:
-  const void* src() const { return src_.get_data_handle(); }
-  void* dst() const { return dst_.get_data_handle(); }
+  const void* src() const { return src_ptr_ ? src_ptr_ : src_.get_data_handle(); }
+  void* dst() const { return dst_ptr_; }
   const Shape& src_shape() const { return src_shape_; }
 
  private:
-  dnnl::memory src_, dst_;
+  dnnl::memory src_;
+  const void* src_ptr_ = nullptr;  // null when src_ is the caller's input
+  void* dst_ptr_ = nullptr;
   Shape src_shape_;
 };
 
@@ -99,6 +102,12 @@ class PrimitiveStep : public Step {
   std::unordered_map<int, dnnl::memory> args;          // fixed ones (weights, bias) plus the bound values
   void bind(Instance& inst) override;
   void run() override;
+
+ private:
+  // args as the C API takes them, built once: the C++ execute() builds this
+  // array on the heap at every call. The memories re-pointed per run (the
+  // caller's input) are the same objects, so their new addresses show here.
+  std::vector<dnnl_exec_arg_t> c_args_;
 };
 
 // An op without a oneDNN lowering, run through its Executor kernel on plain tensors.

@@ -176,6 +176,29 @@ void check_packed_linear_at_small_batch(const std::string& form) {
   }
 }
 
+// Each run reads the tensor it is given: the first step reads the caller's
+// input in place (leanai's packed GEMM through Instance::input, oneDNN's
+// inner product through its re-pointed memory), so a step holding on to the
+// first run's address would give the first run's answer again.
+TEST(Plan, EachRunReadsItsOwnInput) {
+  Graph g;
+  NetBuilder b(g, 11);
+  int y = g.add_input("input", {40});
+  y = g.add("relu", {g.add("linear", {y, b.param("fc1.weight", {24, 40}, 0.2f), b.param("fc1.bias", {24}, 0.1f)})});
+  g.set_output(g.add("linear", {y, b.param("fc2.weight", {6, 24}, 0.2f)}));
+  for (const char* kernel : {"packed", "inner_product"}) {
+    setenv("LEANAI_LINEAR_KERNEL", kernel, 1);
+    Plan plan(g);
+    const Tensor a = random_tensor({1, 40}, 1), c = random_tensor({1, 40}, 2);
+    plan.run(a);
+    Graph reference = g;
+    Executor ex(reference);
+    EXPECT_LT(max_abs_diff(ex.forward({c}), plan.run(c)), kTolerance) << kernel;
+    EXPECT_LT(max_abs_diff(ex.forward({a}), plan.run(a)), kTolerance) << kernel;
+  }
+  unsetenv("LEANAI_LINEAR_KERNEL");
+}
+
 // The packed GEMM lowering of a linear layer on a few rows (batch 1),
 // forced, split over two threads and on one core: flatten of a 4-D input
 // read in place, bias and ReLU fused, no bias, 70 outputs (3 panels of 32) x

@@ -50,6 +50,7 @@ const Tensor& Plan::run(const Tensor& x) {
 }
 
 void Plan::run_instance(runtime::Instance& inst, const void* input) {
+  inst.input = input;
   for (dnnl::memory& m : inst.input_memories) m.set_data_handle(const_cast<void*>(input));
   if (!profiling_) {
     for (auto& step : inst.steps) step->run();

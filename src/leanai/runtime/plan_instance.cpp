@@ -24,10 +24,12 @@ void PrimitiveStep::run() {
 
 void OneToOneStep::bind(Instance& inst) {
   const int x = reads.at(0), y = writes.at(0);
-  src_ = inst.values[x].mem;
-  src_ptr_ = inst.values[inst.root(x)].external ? nullptr : src_.get_data_handle();
+  if (inst.values[inst.root(x)].external)
+    input_ = &inst.input;
+  else
+    src_ = inst.values[x].mem.get_data_handle();
   check(!inst.values[inst.root(y)].external, "plan: a step writes into the caller's input");
-  dst_ptr_ = inst.values[y].mem.get_data_handle();
+  dst_ = inst.values[y].mem.get_data_handle();
   src_shape_ = inst.values[x].shape;
 }
 
@@ -119,7 +121,6 @@ void Instance::finalize() {
     const Value& r = values[root(v)];
     if (r.external) {
       val.mem = dnnl::memory(val.desc, cpu_engine(), DNNL_MEMORY_NONE);
-      input_memories.push_back(val.mem);
       continue;
     }
     if (r.first == INT_MAX) continue;  // never written (unused)
@@ -128,6 +129,12 @@ void Instance::finalize() {
     if (is_plain(val)) val.tensor = arena.view(r.offset, val.shape);
   }
   for (auto& s : steps) s->bind(*this);
+  // Only oneDNN's steps read the input through its memory objects (re-pointing
+  // one is a call into oneDNN, so leanai's steps read Instance::input).
+  for (auto& s : steps)
+    if (auto* p = dynamic_cast<PrimitiveStep*>(s.get()))
+      for (auto [arg, v] : p->value_args)
+        if (values[root(v)].external) input_memories.push_back(values[v].mem);
   output = values[output_value].tensor;
   check(output.defined(), "plan: the output has no plain storage");
 }

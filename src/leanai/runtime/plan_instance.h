@@ -76,20 +76,20 @@ class Step {
 
 // A step of leanai's own code reading one value and writing one. Arena
 // buffers stay put, so their addresses are kept at bind; the caller's input
-// is re-pointed per run, so a step reading it asks its handle each time.
+// moves from run to run, so a step reading it looks at Instance::input.
 class OneToOneStep : public Step {
  public:
   void bind(Instance& inst) override;
 
  protected:
-  const void* src() const { return src_ptr_ ? src_ptr_ : src_.get_data_handle(); }
-  void* dst() const { return dst_ptr_; }
+  const void* src() const { return input_ ? *input_ : src_; }
+  void* dst() const { return dst_; }
   const Shape& src_shape() const { return src_shape_; }
 
  private:
-  dnnl::memory src_;
-  const void* src_ptr_ = nullptr;  // null when src_ is the caller's input
-  void* dst_ptr_ = nullptr;
+  const void* const* input_ = nullptr;  // &Instance::input when the step reads the caller's input
+  const void* src_ = nullptr;
+  void* dst_ = nullptr;
   Shape src_shape_;
 };
 
@@ -133,7 +133,8 @@ struct Instance {
   int input_value = -1;
   int output_value = -1;
   Tensor arena, scratch, output;
-  std::vector<dnnl::memory> input_memories;  // the input and its aliases: re-pointed at each run
+  const void* input = nullptr;                // the caller's input, during a run
+  std::vector<dnnl::memory> input_memories;  // the input and its aliases oneDNN steps read: re-pointed at each run
   std::vector<void*> packed_weights;           // the shared packed copies this plan reads
   PlanMemory memory;  // weight_bytes: parameters read in place (biases, statistics); packed ones are shared
 

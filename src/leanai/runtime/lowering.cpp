@@ -435,7 +435,8 @@ class Lowering : public LoweringContext {
 
   // Times the linear kernels that apply (inner product; matmul for a 2-D
   // source; the packed GEMM for a few rows, where packed_order is not empty,
-  // split over the threads or not) on scratch memory of the real shapes; returns the name of the faster.
+  // split over the threads or not) on scratch memory of the real shapes;
+  // returns the name of the faster.
   // LEANAI_LINEAR_KERNEL names one to take without timing, where it applies.
   std::string choose_linear(const Node& n, const dnnl::inner_product_forward::primitive_desc& ip,
                             const dnnl::matmul::primitive_desc& mm, int x, const Shape& y, bool bias,
@@ -455,9 +456,10 @@ class Lowering : public LoweringContext {
       for (KernelCandidate& c : lower::packed_linear_candidates(*this, n, x, packed_order))
         candidates.push_back(std::move(c));
     if (const char* forced = std::getenv("LEANAI_LINEAR_KERNEL"); forced && *forced) {
-      // Either packed form runs any layer the packed kernel takes (one too small to split runs on one core).
-      if (packed && (std::string(forced) == lower::kPackedSplit || std::string(forced) == lower::kPackedOneCore))
-        return forced;
+      // Either packed form runs any layer the packed kernel takes (one too
+      // small to split runs on one core either way).
+      const std::string name = forced;
+      if (packed && (name == lower::kPackedSplit || name == lower::kPackedOneCore)) return name;
       for (const KernelCandidate& c : candidates)
         if (c.name == forced) return c.name;
     }

@@ -191,6 +191,10 @@ TEST(Plan, EachRunReadsItsOwnInput) {
     Plan plan(g);
     const Tensor a = random_tensor({1, 40}, 1), c = random_tensor({1, 40}, 2);
     plan.run(a);
+    const std::vector<PlanStep> steps = plan.steps(1);
+    ASSERT_FALSE(steps.empty());
+    EXPECT_EQ(steps[0].kind, "linear") << kernel << ": the first step reads the input in place";
+    EXPECT_EQ(steps[0].detail.find("packed GEMM") != std::string::npos, std::string(kernel) == "packed") << kernel;
     Graph reference = g;
     Executor ex(reference);
     EXPECT_LT(max_abs_diff(ex.forward({c}), plan.run(c)), kTolerance) << kernel;

@@ -77,9 +77,16 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
   for (int r = 0; r < kRows; ++r) {
     if (relu)
       for (int v = 0; v < kPanelVectors; ++v) acc[0][r][v] = hn::Max(acc[0][r][v], hn::Zero(d));
-    // A partial panel's last vectors are stored masked, not through memcpy:
-    // at batch 1, memcpy calls for partial panels (these and the bias copy in
-    // PackedGemmBlock) took 3% of a small gated net's run under perf.
+    if (cols == kWidth) {
+      for (int v = 0; v < kPanelVectors; ++v) hn::StoreU(acc[0][r][v], d, y + r * ldy + v * N);
+      continue;
+    }
+#if HWY_TARGET <= HWY_AVX3
+    // AVX-512 stores a partial panel's last vector masked: memcpy calls for
+    // partial panels (this one and PackedGemmBlock's bias copy) took 3% of a
+    // small gated net's batch-1 run under perf. AVX-512 masking never faults
+    // on the lanes it skips; AVX2's vmaskmovps may on AMD, so other targets
+    // keep the copy.
     for (int v = 0; v < kPanelVectors; ++v) {
       const int64_t lanes = std::min(N, cols - v * N);
       if (lanes == N)
@@ -87,6 +94,11 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
       else if (lanes > 0)
         hn::BlendedStore(acc[0][r][v], hn::FirstN(d, static_cast<size_t>(lanes)), d, y + r * ldy + v * N);
     }
+#else
+    HWY_ALIGN float row[kWidth];
+    for (int v = 0; v < kPanelVectors; ++v) hn::Store(acc[0][r][v], d, row + v * N);
+    std::memcpy(y + r * ldy, row, static_cast<size_t>(cols) * sizeof(float));
+#endif
   }
 }
 

@@ -127,6 +127,11 @@ class KernelStep : public Step {
 };
 
 struct Instance {
+  Instance() = default;
+  // Steps hold pointers into it (&input, the arena), so it never moves.
+  Instance(const Instance&) = delete;
+  Instance& operator=(const Instance&) = delete;
+
   int64_t batch = 0;
   std::vector<Value> values;
   std::vector<std::unique_ptr<Step>> steps;

@@ -61,6 +61,14 @@ std::string kernel_cache_path() {
   return "";
 }
 
+int forced_kernel(const char* env, const std::vector<KernelCandidate>& candidates) {
+  const char* name = std::getenv(env);
+  if (!name || !*name) return -1;
+  for (size_t i = 0; i < candidates.size(); ++i)
+    if (candidates[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
 int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& candidates, bool measure) {
   if (candidates.size() <= 1) return 0;
   if (const char* tune = std::getenv("LEANAI_TUNE"); tune && std::string(tune) == "0") measure = false;

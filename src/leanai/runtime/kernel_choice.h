@@ -26,4 +26,9 @@ int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& ca
 
 std::string kernel_cache_path();
 
+// The index of the candidate the environment variable `env` names (a test or
+// a reproducible comparison forcing a kernel, e.g. LEANAI_CONV_KERNEL), or -1
+// when it is unset or names none of them.
+int forced_kernel(const char* env, const std::vector<KernelCandidate>& candidates);
+
 }  // namespace leanai

@@ -324,13 +324,10 @@ class Lowering : public LoweringContext {
                             shape_str(w.shape()) + " -> " + shape_str(y) + " s" + std::to_string(stride[0]) + " p" +
                             std::to_string(pad[0]) + post_op_note(n) +
                             (small ? " or " + lower::small_conv_name(*small) : "");
-    size_t pick = timed.size();
     // LEANAI_CONV_KERNEL names one to take without timing, where it applies.
-    if (const char* forced = std::getenv("LEANAI_CONV_KERNEL"); forced && *forced)
-      for (size_t i = 0; i < timed.size() && pick == timed.size(); ++i)
-        if (timed[i].name == forced) pick = i;
-    if (pick == timed.size()) pick = static_cast<size_t>(choose_kernel(key, timed, tune_));
-    if (pick >= candidates.size()) {
+    int pick = forced_kernel("LEANAI_CONV_KERNEL", timed);
+    if (pick < 0) pick = choose_kernel(key, timed, tune_);
+    if (pick >= static_cast<int>(candidates.size())) {
       F32SmallConvSpec split = *small, spec = *small;
       split.split_rows = true;
       spec.split_rows = timed[pick].name == lower::small_conv_name(split);
@@ -455,14 +452,13 @@ class Lowering : public LoweringContext {
     if (packed)
       for (KernelCandidate& c : lower::packed_linear_candidates(*this, n, x, packed_order))
         candidates.push_back(std::move(c));
-    if (const char* forced = std::getenv("LEANAI_LINEAR_KERNEL"); forced && *forced) {
-      // Either packed form runs any layer the packed kernel takes (one too
-      // small to split runs on one core either way).
-      const std::string name = forced;
-      if (packed && (name == lower::kPackedSplit || name == lower::kPackedOneCore)) return name;
-      for (const KernelCandidate& c : candidates)
-        if (c.name == forced) return c.name;
-    }
+    // Either packed form runs any layer the packed kernel takes (one too small
+    // to split runs on one core either way), whether or not it is a candidate.
+    if (const char* forced = std::getenv("LEANAI_LINEAR_KERNEL"); packed && forced)
+      for (const char* form : {lower::kPackedSplit, lower::kPackedOneCore})
+        if (std::string(forced) == form) return form;
+    if (const int forced = forced_kernel("LEANAI_LINEAR_KERNEL", candidates); forced >= 0)
+      return candidates[forced].name;
     // The packed kernel's weights follow x's layout (padded channels included), so its time does too.
     const std::string key = "linear " + shape_str(xs) + " -> " + shape_str(y) + (bias ? " bias" : "") +
                             post_op_note(n) + (packed ? " or packed from " + layout_name(val(x).desc) : "") +

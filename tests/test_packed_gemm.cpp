@@ -59,7 +59,7 @@ int64_t check_case(const GemmCase& c, uint64_t seed) {
 TEST(PackedGemm, EqualsAPlainLoopOnEveryInstructionSet) {
   std::vector<GemmCase> cases;
   for (int64_t m : {1, 2, 3, 5, 6, 7, 12, 13, 25})
-    for (int64_t n : {1, 16, 17, 32, 33, 48, 49, 70})  // narrow last panels: 1, 16, 33, 48, 70
+    for (int64_t n : {1, 16, 17, 32, 33, 48, 49, 70})  // a last strip alone: 1, 16, 33, 48, 70
       for (int64_t k : {1, 7, 64}) cases.push_back({m, n, k, (m + n) % 2 == 0, (m + k) % 3 != 0});
   cases.push_back({300, 70, 64, true, true});  // 1.3M multiply-adds: split over threads
   cases.push_back({40, 256, 257, true, false});
@@ -96,13 +96,13 @@ TEST(PackedGemm, RowsByIndexEqualTheRowsCopiedTogether) {
 }
 
 // packed_gemm_by_panels (batch 1: the outputs split over the threads in
-// half panels, or kept on one core) gives the same bits as packed_gemm.
+// strips, or kept on one core) gives the same bits as packed_gemm.
 TEST(PackedGemm, PanelsSplitOverThreadsGiveTheSameBits) {
   const int threads = num_threads();
   set_num_threads(2);
-  // 96 KB of weights: split between panels; 154 outputs (10 half panels, 74
+  // 96 KB of weights: split between panels; 154 outputs (10 strips, 74
   // KB): through the middle of panel 2; 20 outputs, 9.6 KB: one thread; 20
-  // outputs, 80 KB: one panel's two halves on two threads, the second one
+  // outputs, 80 KB: one panel's two strips on two threads, the second one
   // partial (its bias padded).
   for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{{200, 120}, {154, 120}, {20, 120}, {20, 1000}}) {
     Rng rng(static_cast<uint64_t>(n + k));
@@ -123,25 +123,25 @@ TEST(PackedGemm, PanelsSplitOverThreadsGiveTheSameBits) {
   set_num_threads(threads);
 }
 
-TEST(PackedGemm, PackingLaysOutTransposedPanelsPaddedWithZeros) {
-  const int64_t n = 33, k = 2, half = kGemmPanel / 2;
+TEST(PackedGemm, PackingLaysOutTransposedStripsPaddedWithZeros) {
+  const int64_t n = 33, k = 2, strip = kGemmStrip;
   std::vector<float> w(n * k);
   for (int64_t i = 0; i < n * k; ++i) w[i] = static_cast<float>(i + 1);
   std::vector<float> packed(packed_gemm_floats(n, k), -1.0f);
-  // One whole panel, then a half-wide one for the 33rd output.
-  ASSERT_EQ(packed.size(), static_cast<size_t>((kGemmPanel + half) * k));
+  // Three strips of 16 outputs, the last holding only the 33rd.
+  ASSERT_EQ(packed.size(), static_cast<size_t>(3 * strip * k));
   pack_gemm_weights(w.data(), n, k, packed.data());
-  EXPECT_EQ(packed[0], w[0 * k + 0]);                          // panel 0, feature 0, output 0
-  EXPECT_EQ(packed[5], w[5 * k + 0]);                          // output 5
-  EXPECT_EQ(packed[kGemmPanel + 5], w[5 * k + 1]);             // feature 1
-  EXPECT_EQ(packed[2 * kGemmPanel], w[32 * k + 0]);            // panel 1 starts with output 32
-  EXPECT_EQ(packed[2 * kGemmPanel + 1], 0.0f);                 // output 33 does not exist
-  EXPECT_EQ(packed[2 * kGemmPanel + half], w[32 * k + 1]);     // its rows are half as wide
+  EXPECT_EQ(packed[0], w[0 * k + 0]);                  // strip 0, feature 0, output 0
+  EXPECT_EQ(packed[5], w[5 * k + 0]);                  // output 5
+  EXPECT_EQ(packed[strip + 5], w[5 * k + 1]);          // feature 1
+  EXPECT_EQ(packed[2 * strip], w[16 * k + 0]);         // strip 1 starts with output 16, not 32
+  EXPECT_EQ(packed[2 * strip * k], w[32 * k + 0]);     // strip 2 starts with output 32
+  EXPECT_EQ(packed[2 * strip * k + 1], 0.0f);          // output 33 does not exist
+  EXPECT_EQ(packed[2 * strip * k + strip], w[32 * k + 1]);
   EXPECT_EQ(packed.back(), 0.0f);
-  // A last panel of more than half the outputs stays whole.
-  EXPECT_EQ(packed_gemm_floats(49, k), 2 * kGemmPanel * k);
-  EXPECT_EQ(packed_gemm_floats(48, k), (kGemmPanel + half) * k);
-  EXPECT_EQ(packed_gemm_floats(64, k), 2 * kGemmPanel * k);
+  EXPECT_EQ(packed_gemm_floats(49, k), 4 * strip * k);
+  EXPECT_EQ(packed_gemm_floats(48, k), 3 * strip * k);
+  EXPECT_EQ(packed_gemm_floats(0, k), 0);
 }
 
 }  // namespace

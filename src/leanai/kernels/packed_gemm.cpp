@@ -27,20 +27,21 @@ constexpr int kRegisters = kVectors <= 2 ? 32 : 16;  // 16-float vectors: AVX-51
 constexpr int kTileRows = std::max(1, std::min(12, kRegisters - kVectors - 1) / kVectors);
 
 // y rows [0, kRows) x one panel's columns [0, cols), over all of k, for a
-// panel of kPanelVectors vectors (kVectors, or half as many: a narrow last
-// panel, or one half of a whole panel) whose rows lie `stride` floats apart.
+// panel of kPanelVectors vectors: two strips (kVectors), or one (half as
+// many). A panel's second strip starts `strip_floats` after its first.
 // With few rows (one, at batch 1) a single set of accumulators would
 // chain each FMA on the last one's result, so k is then split into kSplit
 // interleaved partial sums (8 accumulators at least), added at the end.
-// kSumVectors sizes kSplit: a half panel counts its whole panel's vectors,
-// so each column sums in the same order whichever way the panel is cut.
+// kSumVectors sizes kSplit: one strip of a panel counts the whole panel's
+// vectors, so each column sums in the same order whichever way it is cut.
 // kPrefetch: the panel streams from L2 (see PackedGemmBlock).
 template <int kRows, int kPanelVectors, int kSumVectors, bool kPrefetch>
-void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, int64_t stride, int64_t k,
+void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, int64_t strip_floats, int64_t k,
           const float* HWY_RESTRICT bias, bool relu, float* HWY_RESTRICT y, int64_t ldy, int64_t cols) {
   const Tag d;
   constexpr int64_t N = static_cast<int64_t>(hn::MaxLanes(Tag()));
   constexpr int64_t kWidth = kPanelVectors * N;
+  static_assert(kGemmStrip * sizeof(float) == 64, "a strip's row is one cache line");
   constexpr int kSplit = (8 + kRows * kSumVectors - 1) / (kRows * kSumVectors);
   constexpr int64_t kAhead = 32;  // feature rows
   using V = hn::Vec<Tag>;
@@ -53,15 +54,18 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
     }
   }
   // Feature p into the partial sums of set s.
+  // Vector v holds columns [v N, v N + N): strip v N / kGemmStrip, at v N % kGemmStrip in its row.
+  auto at = [&](int v, int64_t p) { return panel + (v * N / kGemmStrip) * strip_floats + p * kGemmStrip + v * N % kGemmStrip; };
   auto step = [&](int s, int64_t p) HWY_ATTR {
     V w[kPanelVectors];
-    for (int v = 0; v < kPanelVectors; ++v) w[v] = hn::LoadU(d, panel + p * stride + v * N);
+    for (int v = 0; v < kPanelVectors; ++v) w[v] = hn::LoadU(d, at(v, p));
     // With a few rows the kernel streams the panel from L2 faster than the
-    // hardware prefetcher fills L1: asking 32 feature rows (2-4 KB) ahead for
-    // each 64-byte line took a 784 x 80 batch-1 layer from 4.0 to 3.1 us here.
+    // hardware prefetcher fills L1: asking 32 feature rows (2 KB per strip)
+    // ahead for each strip's 64-byte row took a 784 x 80 batch-1 layer from
+    // 4.0 to 3.1 us here.
     if constexpr (kPrefetch)
       if (p + kAhead < k)
-        for (int64_t c = 0; c < kWidth; c += 64 / sizeof(float)) hwy::Prefetch(panel + (p + kAhead) * stride + c);
+        for (int v = 0; v < kPanelVectors; v += kGemmStrip / N) hwy::Prefetch(at(v, p + kAhead));
     for (int r = 0; r < kRows; ++r) {
       const V a = hn::Set(d, x[r][p]);
       for (int v = 0; v < kPanelVectors; ++v) acc[s][r][v] = hn::MulAdd(a, w[v], acc[s][r][v]);
@@ -103,18 +107,18 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
 }
 
 template <int kRows, int kPanelVectors, int kSumVectors, bool kPrefetch>
-void rows_tail(int64_t rows, const float* const* x, const float* panel, int64_t stride, int64_t k, const float* bias,
+void rows_tail(int64_t rows, const float* const* x, const float* panel, int64_t strip_floats, int64_t k, const float* bias,
                bool relu, float* y, int64_t ldy, int64_t cols) {
   if constexpr (kRows > 0) {
     if (rows == kRows)
-      return tile<kRows, kPanelVectors, kSumVectors, kPrefetch>(x, panel, stride, k, bias, relu, y, ldy, cols);
-    rows_tail<kRows - 1, kPanelVectors, kSumVectors, kPrefetch>(rows, x, panel, stride, k, bias, relu, y, ldy, cols);
+      return tile<kRows, kPanelVectors, kSumVectors, kPrefetch>(x, panel, strip_floats, k, bias, relu, y, ldy, cols);
+    rows_tail<kRows - 1, kPanelVectors, kSumVectors, kPrefetch>(rows, x, panel, strip_floats, k, bias, relu, y, ldy, cols);
   }
 }
 
-// Rows [r0, r1) of y against kPanelVectors vectors of a panel, rows `stride` apart.
+// Rows [r0, r1) of y against kPanelVectors vectors of a panel (see tile).
 template <int kPanelVectors, int kSumVectors, bool kPrefetch>
-void panel_rows(const float* x, int64_t ldx, const int64_t* rows, const float* panel, int64_t stride, int64_t k,
+void panel_rows(const float* x, int64_t ldx, const int64_t* rows, const float* panel, int64_t strip_floats, int64_t k,
                 const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t cols) {
   const float* x_rows[kTileRows];
   auto point_rows = [&](int64_t first, int64_t count) {
@@ -123,12 +127,12 @@ void panel_rows(const float* x, int64_t ldx, const int64_t* rows, const float* p
   int64_t r = r0;
   for (; r + kTileRows <= r1; r += kTileRows) {
     point_rows(r, kTileRows);
-    tile<kTileRows, kPanelVectors, kSumVectors, kPrefetch>(x_rows, panel, stride, k, bias, relu, y + r * ldy, ldy,
+    tile<kTileRows, kPanelVectors, kSumVectors, kPrefetch>(x_rows, panel, strip_floats, k, bias, relu, y + r * ldy, ldy,
                                                            cols);
   }
   if (r < r1) {
     point_rows(r, r1 - r);
-    rows_tail<kTileRows - 1, kPanelVectors, kSumVectors, kPrefetch>(r1 - r, x_rows, panel, stride, k, bias, relu,
+    rows_tail<kTileRows - 1, kPanelVectors, kSumVectors, kPrefetch>(r1 - r, x_rows, panel, strip_floats, k, bias, relu,
                                                                     y + r * ldy, ldy, cols);
   }
 }
@@ -136,49 +140,50 @@ void panel_rows(const float* x, int64_t ldx, const int64_t* rows, const float* p
 // Rows [r0, r1) of y against a panel cut as kPanelVectors / kSumVectors
 // say (see tile), prefetched when `stream`.
 template <int kPanelVectors, int kSumVectors>
-void cut_panel_rows(bool stream, const float* x, int64_t ldx, const int64_t* rows, const float* panel, int64_t stride,
+void cut_panel_rows(bool stream, const float* x, int64_t ldx, const int64_t* rows, const float* panel,
+                    int64_t strip_floats,
                     int64_t k, const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1,
                     int64_t cols) {
   if (stream)
-    panel_rows<kPanelVectors, kSumVectors, true>(x, ldx, rows, panel, stride, k, bias, relu, y, ldy, r0, r1, cols);
+    panel_rows<kPanelVectors, kSumVectors, true>(x, ldx, rows, panel, strip_floats, k, bias, relu, y, ldy, r0, r1, cols);
   else
-    panel_rows<kPanelVectors, kSumVectors, false>(x, ldx, rows, panel, stride, k, bias, relu, y, ldy, r0, r1, cols);
+    panel_rows<kPanelVectors, kSumVectors, false>(x, ldx, rows, panel, strip_floats, k, bias, relu, y, ldy, r0, r1, cols);
 }
 
-// Rows [r0, r1) of y, columns [16 u0, 16 u1) in units of half a panel (a
-// whole panel is two units, a narrow last one a single unit). Row i reads x
-// row rows[i] (i when rows is null). may_prefetch: a batch-1 call, which
-// streams the weights (the batched path reuses each panel row over many x
-// rows, and was not measured with prefetching).
-void PackedGemmBlock(const float* x, int64_t ldx, const int64_t* rows, const float* panels, int64_t n, int64_t k,
+// Rows [r0, r1) of y, columns [16 u0, 16 u1): strips u0 to u1, taken two
+// at a time (strips 2q and 2q + 1 make panel q) where both are in range. Row
+// i reads x row rows[i] (i when rows is null). may_prefetch: a batch-1 call,
+// which streams the weights (the batched path reuses each strip row over
+// many x rows, and was not measured with prefetching).
+void PackedGemmBlock(const float* x, int64_t ldx, const int64_t* rows, const float* strips, int64_t n, int64_t k,
                      const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t u0,
                      int64_t u1, bool may_prefetch) {
-  constexpr int64_t kHalf = kGemmPanel / 2;
+  const int64_t strip_floats = kGemmStrip * k, strip_count = (n + kGemmStrip - 1) / kGemmStrip;
   // Weights beyond what L1 holds are streamed from L2 on every call: those
   // are prefetched. Smaller ones stay in L1 from one call to the next, where
   // a prefetch is only an extra instruction.
   constexpr int64_t kStreamBytes = 32 << 10;
-  const bool stream = may_prefetch && (u1 - u0) * kHalf * k * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
+  const bool stream = may_prefetch && (u1 - u0) * strip_floats * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
   HWY_ALIGN float panel_bias[kGemmPanel];
   for (int64_t u = u0; u < u1;) {
-    const int64_t p = u / 2, width = gemm_panel_width(n, p);
-    const bool whole = width == kGemmPanel && u % 2 == 0 && u + 1 < u1;  // both halves of a wide panel
-    const int64_t j0 = u * kHalf, cols = std::min(whole ? kGemmPanel : kHalf, n - j0);
+    const bool whole = u % 2 == 0 && u + 1 < u1;  // both strips of panel u / 2
+    const int64_t j0 = u * kGemmStrip, cols = std::min(whole ? kGemmPanel : kGemmStrip, n - j0);
     const float* b = bias ? bias + j0 : nullptr;
-    if (bias && cols < (whole ? kGemmPanel : kHalf)) {  // padded, so the tile loads whole vectors
+    if (bias && cols < (whole ? kGemmPanel : kGemmStrip)) {  // padded, so the tile loads whole vectors
       std::fill(panel_bias, panel_bias + kGemmPanel, 0.0f);
       std::memcpy(panel_bias, bias + j0, static_cast<size_t>(cols) * sizeof(float));
       b = panel_bias;
     }
-    // Every panel before the last is whole; a half starts kHalf floats into its rows.
-    const float* panel = panels + p * k * kGemmPanel + (u % 2) * kHalf;
+    const float* panel = strips + u * strip_floats;
     if (whole)
-      cut_panel_rows<kVectors, kVectors>(stream, x, ldx, rows, panel, width, k, b, relu, y + j0, ldy, r0, r1, cols);
-    else if (width == kGemmPanel)  // half of a wide panel: sums in that panel's order
-      cut_panel_rows<kVectors / 2, kVectors>(stream, x, ldx, rows, panel, width, k, b, relu, y + j0, ldy, r0, r1, cols);
-    else  // a narrow last panel, never cut: as many partial sums as its own vectors allow
-      cut_panel_rows<kVectors / 2, kVectors / 2>(stream, x, ldx, rows, panel, width, k, b, relu, y + j0, ldy, r0, r1,
-                                                 cols);
+      cut_panel_rows<kVectors, kVectors>(stream, x, ldx, rows, panel, strip_floats, k, b, relu, y + j0, ldy, r0, r1,
+                                         cols);
+    else if (u % 2 == 1 || u + 1 < strip_count)  // one strip of a panel cut in two: sums in the panel's order
+      cut_panel_rows<kVectors / 2, kVectors>(stream, x, ldx, rows, panel, strip_floats, k, b, relu, y + j0, ldy, r0,
+                                             r1, cols);
+    else  // a last strip without a partner: as many partial sums as its own vectors allow
+      cut_panel_rows<kVectors / 2, kVectors / 2>(stream, x, ldx, rows, panel, strip_floats, k, b, relu, y + j0, ldy,
+                                                 r0, r1, cols);
     u += whole ? 2 : 1;
   }
 }
@@ -196,20 +201,18 @@ HWY_EXPORT(PackedGemmBlock);
 
 namespace {
 int64_t panel_count(int64_t n) { return (n + kGemmPanel - 1) / kGemmPanel; }
-// Half-panel units (PackedGemmBlock's column ranges): 16 outputs each.
-int64_t unit_count(int64_t n) { return (n + kGemmPanel / 2 - 1) / (kGemmPanel / 2); }
+// Strips (PackedGemmBlock's column ranges): 16 outputs each.
+int64_t strip_count(int64_t n) { return (n + kGemmStrip - 1) / kGemmStrip; }
 }  // namespace
 
-int64_t packed_gemm_floats(int64_t n, int64_t k) {
-  return n <= 0 ? 0 : ((panel_count(n) - 1) * kGemmPanel + gemm_panel_width(n, panel_count(n) - 1)) * k;
-}
+int64_t packed_gemm_floats(int64_t n, int64_t k) { return n <= 0 ? 0 : strip_count(n) * kGemmStrip * k; }
 
 void pack_gemm_weights(const float* w, int64_t n, int64_t k, float* packed) {
-  for (int64_t p = 0; p < panel_count(n); ++p)
-    for (int64_t i = 0, width = gemm_panel_width(n, p); i < k; ++i) {
-      float* dst = packed + p * k * kGemmPanel + i * width;
-      for (int64_t j = 0; j < width; ++j) {
-        const int64_t row = p * kGemmPanel + j;
+  for (int64_t u = 0; u < strip_count(n); ++u)
+    for (int64_t i = 0; i < k; ++i) {
+      float* dst = packed + (u * k + i) * kGemmStrip;
+      for (int64_t j = 0; j < kGemmStrip; ++j) {
+        const int64_t row = u * kGemmStrip + j;
         dst[j] = row < n ? w[row * k + i] : 0.0f;
       }
     }
@@ -238,23 +241,23 @@ void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, co
 bool packed_gemm_panels_can_split(int64_t n, int64_t k) {
   // Below 64 KB of weights (under a microsecond to stream) waking the threads costs more.
   constexpr int64_t kSplitMinWeightBytes = 64 << 10;
-  return unit_count(n) >= 2 && n * k * static_cast<int64_t>(sizeof(float)) >= kSplitMinWeightBytes &&
+  return strip_count(n) >= 2 && n * k * static_cast<int64_t>(sizeof(float)) >= kSplitMinWeightBytes &&
          !omp_in_parallel() && omp_get_max_threads() > 1;
 }
 
 void packed_gemm_by_panels(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu,
                            float* y, int64_t ldy, bool may_split) {
   if (m <= 0 || w.n <= 0) return;
-  const int64_t units = unit_count(w.n);
+  const int64_t strips = strip_count(w.n);
   auto block = HWY_DYNAMIC_DISPATCH(PackedGemmBlock);
   if (!may_split || !packed_gemm_panels_can_split(w.n, w.k))
-    return block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, units, true);
-  // Split by half panels: 5 panels (154 gated outputs) would go 3 + 2, and the
+    return block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, strips, true);
+  // Split by strips: 5 panels (154 gated outputs) would go 3 + 2, and the
   // core with 3 would stream 96 columns where 80 is the fair share.
 #pragma omp parallel
   {
     const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
-    const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
+    const int64_t u0 = strips * t / threads, u1 = strips * (t + 1) / threads;
     if (u0 < u1) block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, u0, u1, true);
   }
 }
@@ -262,10 +265,10 @@ void packed_gemm_by_panels(int64_t m, const float* x, int64_t ldx, PackedGemmWei
 void packed_gemm_rows(int64_t m, const float* x, int64_t ldx, const int64_t* rows, PackedGemmWeights w,
                       const float* bias, bool relu, float* y, int64_t ldy) {
   if (m <= 0 || w.n <= 0) return;
-  const int64_t panels = panel_count(w.n), units = unit_count(w.n);
+  const int64_t panels = panel_count(w.n), strips = strip_count(w.n);
   auto block = HWY_DYNAMIC_DISPATCH(PackedGemmBlock);
   if (!packed_gemm_worth_splitting(m * w.n * w.k))
-    return block(x, ldx, rows, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, units, false);
+    return block(x, ldx, rows, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, strips, false);
   // Items of 24 rows (a multiple of every target's tile height) x one panel.
   constexpr int64_t kRowsPerItem = 24;
   const int64_t row_items = (m + kRowsPerItem - 1) / kRowsPerItem;
@@ -273,7 +276,7 @@ void packed_gemm_rows(int64_t m, const float* x, int64_t ldx, const int64_t* row
   for (int64_t item = 0; item < row_items * panels; ++item) {
     const int64_t r0 = (item / panels) * kRowsPerItem, p = item % panels;
     block(x, ldx, rows, w.panels, w.n, w.k, bias, relu, y, ldy, r0, std::min(m, r0 + kRowsPerItem), 2 * p,
-          std::min(units, 2 * p + 2), false);
+          std::min(strips, 2 * p + 2), false);
   }
 }
 

@@ -11,13 +11,17 @@
 // (runtime/lower_packed_linear.cpp), where packed_gemm_by_panels splits a
 // layer's outputs over the cores.
 //
-// Layout: W is cut into panels of kGemmPanel outputs; a panel stores its
-// outputs' weights transposed, k rows of kGemmPanel floats (zeros past n), so
-// the kernel reads whole vectors of outputs per input feature. A last panel
-// of at most half that many outputs is half as wide: at batch 1 a layer
-// streams its panels, and a gated layer of 77 outputs would otherwise carry
-// 19 columns of zeros (25% more bytes). One source for SSE4 to AVX-512
-// (Google Highway, chosen at run time).
+// Layout: W is cut into strips of kGemmStrip (16) outputs; a strip stores
+// its outputs' weights transposed, k rows of 16 floats (zeros past n: one
+// 64-byte line per input feature), so the kernel reads whole vectors of
+// outputs per feature. The kernel takes two strips at a time (a panel of 32
+// outputs) where it can. Strips rather than interleaved 32-wide rows: at
+// batch 1 a layer's outputs split over the cores in strips, and a core
+// taking one strip of a 32-wide row still had the other half's lines pulled
+// in by the hardware prefetcher (a 784 x 154 layer split 80 + 74 took as
+// long as one of 192 outputs). A gated layer of 77 outputs streams 80
+// columns. One source for SSE4 to AVX-512 (Google Highway, chosen at run
+// time).
 //
 //   std::vector<float> packed(packed_gemm_floats(n, k));
 //   pack_gemm_weights(w, n, k, packed.data());
@@ -30,15 +34,10 @@
 
 namespace leanai {
 
-constexpr int64_t kGemmPanel = 32;
+constexpr int64_t kGemmStrip = 16;
+constexpr int64_t kGemmPanel = 2 * kGemmStrip;
 
-// Width of panel p of an [n, k] matrix: kGemmPanel, or half that for a last
-// panel holding at most half as many outputs.
-constexpr int64_t gemm_panel_width(int64_t n, int64_t p) {
-  return n - p * kGemmPanel <= kGemmPanel / 2 ? kGemmPanel / 2 : kGemmPanel;
-}
-
-// Floats one packed [n, k] matrix takes (a multiple of kGemmPanel / 2 * k).
+// Floats one packed [n, k] matrix takes (a multiple of kGemmStrip * k).
 int64_t packed_gemm_floats(int64_t n, int64_t k);
 
 // Packs w [n, k] (row stride k) into `packed` (packed_gemm_floats(n, k) floats).
@@ -73,8 +72,8 @@ void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, co
                  int64_t ldy);
 
 // For a few rows (batch 1), where streaming the weights is the cost: the
-// outputs split over the threads (outside a parallel region) in steps of half
-// a panel, so the shares differ by 16 columns at most; each thread always
+// outputs split over the threads (outside a parallel region) in steps of one
+// strip, so the shares differ by 16 columns at most; each thread always
 // takes the same ones, so each core keeps its share of the weights in its own
 // cache from one call to the next. may_split false runs on the calling
 // thread: a split costs a fork and join (about 1 us on a 2-core VM here),
@@ -82,7 +81,7 @@ void packed_gemm(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, co
 void packed_gemm_by_panels(int64_t m, const float* x, int64_t ldx, PackedGemmWeights w, const float* bias, bool relu,
                            float* y, int64_t ldy, bool may_split = true);
 // Whether packed_gemm_by_panels splits an [n, k] matrix when it may: two
-// half panels and 64 KB of weights at least, more than one thread, and not
+// strips and 64 KB of weights at least, more than one thread, and not
 // called inside a parallel region.
 bool packed_gemm_panels_can_split(int64_t n, int64_t k);
 

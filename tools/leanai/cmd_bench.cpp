@@ -1,6 +1,8 @@
 // leanai bench: latency percentiles, throughput, memory and per-layer time of
 // a model run by the compiled runtime; --compare puts the unoptimized
 // Executor (what training and `eval` use) beside it.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -92,10 +94,17 @@ json row_json(const BenchOptions& o, const Row& r) {
           {"gflops", r.gflops}, {"memory_mb", r.memory_mb}};
 }
 
+// Milliseconds to 4 significant digits, in fixed notation: a 0.83 us net
+// prints as 0.000830, where 4 decimals said 0.0008.
+std::string ms_text(double ms) {
+  const int decimals = ms > 0 ? std::clamp(3 - static_cast<int>(std::floor(std::log10(ms))), 4, 6) : 4;
+  return fmt::format("{:.{}f}", ms, decimals);
+}
+
 void print_row(const Row& r) {
-  std::printf("%-6lld %-12s %9.4f %9.4f %9.4f %12.0f %8.1f %10.2f\n", static_cast<long long>(r.batch),
-              r.runner.c_str(), r.stats.p50_ms, r.stats.p90_ms, r.stats.p99_ms, r.stats.samples_per_s, r.gflops,
-              r.memory_mb);
+  std::printf("%-6lld %-12s %9s %9s %9s %12.0f %8.1f %10.2f\n", static_cast<long long>(r.batch), r.runner.c_str(),
+              ms_text(r.stats.p50_ms).c_str(), ms_text(r.stats.p90_ms).c_str(), ms_text(r.stats.p99_ms).c_str(),
+              r.stats.samples_per_s, r.gflops, r.memory_mb);
 }
 
 void print_change(const Row& before, const Row& after) {
@@ -129,8 +138,8 @@ void run_recommend(const BenchOptions& o) {
   std::printf("serving, goal %s (measured, %s each):\n", o.recommend.c_str(), fmt::format("{:.1f} s", std::min(o.seconds, 1.0)).c_str());
   std::printf("  %-8s %-8s %-6s %9s %9s %12s\n", "threads", "streams", "batch", "p50 ms", "p99 ms", "samples/s");
   for (const ServingConfig& c : s.measured)
-    std::printf("  %-8d %-8d %-6lld %9.4f %9.4f %12.0f%s\n", c.threads, c.streams, static_cast<long long>(c.batch),
-                c.p50_ms, c.p99_ms, c.samples_per_s,
+    std::printf("  %-8d %-8d %-6lld %9s %9s %12.0f%s\n", c.threads, c.streams, static_cast<long long>(c.batch),
+                ms_text(c.p50_ms).c_str(), ms_text(c.p99_ms).c_str(), c.samples_per_s,
                 c.threads == s.best.threads && c.streams == s.best.streams && c.batch == s.best.batch ? "  <- best" : "");
   std::printf("recommendation: %d thread(s) per request, %d stream(s), batch %lld\n  %s\n", s.best.threads,
               s.best.streams, static_cast<long long>(s.best.batch), s.why.c_str());
@@ -191,7 +200,7 @@ void run_bench(const BenchOptions& o) {
         print_json({{"batch", batch}, {"layer", s.name}, {"kind", s.kind}, {"detail", s.detail}, {"ms", per_call},
                     {"samples_per_call", s.samples}, {"share", total > 0 ? s.ms / total : 0.0}});
       } else {
-        std::printf("    %-28s %-16s %9.4f ms %5.1f%%  %s\n", s.name.c_str(), s.kind.c_str(), per_call,
+        std::printf("    %-28s %-16s %9s ms %5.1f%%  %s\n", s.name.c_str(), s.kind.c_str(), ms_text(per_call).c_str(),
                     total > 0 ? 100.0 * s.ms / total : 0.0, s.detail.c_str());
       }
     }

@@ -267,8 +267,11 @@ void packed_gemm_rows(int64_t m, const float* x, int64_t ldx, const int64_t* row
   if (m <= 0 || w.n <= 0) return;
   const int64_t panels = panel_count(w.n), strips = strip_count(w.n);
   auto block = HWY_DYNAMIC_DISPATCH(PackedGemmBlock);
+  // A few rows (an expert or block with one token) stream the weights as a
+  // batch-1 layer does, so they prefetch as it does.
+  constexpr int64_t kStreamRows = 4;
   if (!packed_gemm_worth_splitting(m * w.n * w.k))
-    return block(x, ldx, rows, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, strips, false);
+    return block(x, ldx, rows, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, strips, m <= kStreamRows);
   // Items of 24 rows (a multiple of every target's tile height) x one panel.
   constexpr int64_t kRowsPerItem = 24;
   const int64_t row_items = (m + kRowsPerItem - 1) / kRowsPerItem;

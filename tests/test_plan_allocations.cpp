@@ -12,7 +12,9 @@
 
 #include "graph_fixtures.h"
 #include "leanai/core/threads.h"
+#include "leanai/nn/model_builder.h"
 #include "leanai/runtime/plan.h"
+#include "leanai/sparse/input_gates.h"
 
 namespace {
 std::atomic<long> allocations{0};
@@ -71,6 +73,21 @@ TEST(PlanAllocations, PackedLinearPlanRunsWithoutAllocating) {
   }
   unsetenv("LEANAI_LINEAR_KERNEL");
   set_num_threads(threads);
+}
+
+// A block-gated layer (a leanai kernel step, its input copied into the
+// arena) and the ReLU after it, at batch 1.
+TEST(PlanAllocations, BlockGatedPlanRunsWithoutAllocating) {
+  if (!kCounting) GTEST_SKIP() << "operator new is AddressSanitizer's in this build";
+  ModelBuilder b({64}, 0);
+  b.linear(128).activation("relu").linear(4);
+  Graph g = with_input_gates(b.finish(), 0.75, 8, 1);
+  setenv("LEANAI_LINEAR_KERNEL", "packed", 1);  // the last layer: oneDNN's execute allocates
+  CompileOptions untimed;
+  untimed.tune = false;
+  Plan plan(g, untimed);
+  EXPECT_EQ(allocations_per_runs(plan, random_tensor({1, 64}, 5), 10), 0);
+  unsetenv("LEANAI_LINEAR_KERNEL");
 }
 
 // The counter counts: a run that builds a string is seen.

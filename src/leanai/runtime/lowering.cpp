@@ -576,12 +576,15 @@ class Lowering : public LoweringContext {
     node_value_[n.id] = out;
   }
 
-  // An activation on a plain f32 value (the output of a leanai kernel: moe,
-  // block_gated_linear) runs the activation's own loop: oneDNN's eltwise
-  // primitive took 1.6-2.4 us per call at batch 1 here, on 256-512 floats.
+  // A small activation on a plain f32 value (the output of a leanai kernel:
+  // moe, block_gated_linear) runs the activation's own loop: oneDNN's
+  // eltwise primitive took 1.6-2.4 us per call at batch 1 here, on 256-512
+  // floats. On 32K floats its AVX-512 loop beat ours (built for baseline
+  // x86-64) by 5 us to 9, so larger ones stay on oneDNN.
   void lower_activation(const Node& n) {
+    constexpr int64_t kOwnLoopMaxElements = 4096;
     const Value& x = val(node_value_[n.inputs[0]]);
-    if (x.desc == plain_desc(x.shape)) return lower_kernel(n);
+    if (x.desc == plain_desc(x.shape) && shape_numel(x.shape) <= kOwnLoopMaxElements) return lower_kernel(n);
     lower_eltwise(n);
   }
 

@@ -23,14 +23,15 @@ multiply-adds per sample (router 16x256 + 3 expert MLPs = 2x256x200).
 FLOPs are the compiled model's per sample (gated-off neurons compacted away;
 for input gates and MoE, only the blocks/experts each input runs). Latency is
 `leanai bench --threads 2` at batch 1 and 256, p50 of each round; ROUNDS rounds
-run every arm of a task back to back, and speed-ups are per-round ratios to
-the dense model, medians over rounds. Only seed 0's models are timed.
+run every arm of a task back to back, each round choosing kernels and splits
+afresh, and speed-ups are per-round ratios to the dense model, medians over
+rounds. Only seed 0's models are timed.
 
 Run via bench/sparsity_bench.sh. Env: SEEDS (3), ROUNDS (5), THREADS (2),
 TASKS (all), LEANAI, OUT (bench/out/sparsity). Writes $OUT/results.jsonl and
 $OUT/table.md; a re-run skips what is recorded; `--report` only prints.
 """
-import json, os, statistics, subprocess, sys
+import json, os, statistics, subprocess, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -103,8 +104,8 @@ def model_path(task, arm, seed):
     return os.path.join(OUT, f"{task}-{arm}-seed{seed}.leanai")
 
 
-def run_json(cmd):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+def run_json(cmd, env=None):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
 
 
@@ -132,10 +133,14 @@ def bench_round(task, rnd, done):
     if ("latency", task, "all", rnd) in done:
         return
     row = {"kind": "latency", "task": task, "arm": "all", "round": rnd, "p50_ms": {}}
-    for arm in TASK_ARMS[task]:
-        lines = run_json([LEANAI, "bench", model_path(task, arm, 0), "--batch", "1,256", "--threads", THREADS,
-                          "--seconds", "1", "--json"])
-        row["p50_ms"][arm] = {str(l["batch"]): l["p50_ms"] for l in lines if l.get("runner") == "leanai"}
+    # Each round chooses kernels and batch splits afresh: a choice cached once
+    # for the whole run would carry one noisy timing into every round.
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, LEANAI_CACHE_DIR=cache)
+        for arm in TASK_ARMS[task]:
+            lines = run_json([LEANAI, "bench", model_path(task, arm, 0), "--batch", "1,256", "--threads", THREADS,
+                              "--seconds", "1", "--json"], env)
+            row["p50_ms"][arm] = {str(l["batch"]): l["p50_ms"] for l in lines if l.get("runner") == "leanai"}
     record(row, done)
 
 

@@ -55,7 +55,9 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
   }
   // Feature p into the partial sums of set s.
   // Vector v holds columns [v N, v N + N): strip v N / kGemmStrip, at v N % kGemmStrip in its row.
-  auto at = [&](int v, int64_t p) { return panel + (v * N / kGemmStrip) * strip_floats + p * kGemmStrip + v * N % kGemmStrip; };
+  auto at = [&](int v, int64_t p) {
+    return panel + (v * N / kGemmStrip) * strip_floats + p * kGemmStrip + v * N % kGemmStrip;
+  };
   auto step = [&](int s, int64_t p) HWY_ATTR {
     V w[kPanelVectors];
     for (int v = 0; v < kPanelVectors; ++v) w[v] = hn::LoadU(d, at(v, p));
@@ -107,12 +109,13 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
 }
 
 template <int kRows, int kPanelVectors, int kSumVectors, bool kPrefetch>
-void rows_tail(int64_t rows, const float* const* x, const float* panel, int64_t strip_floats, int64_t k, const float* bias,
-               bool relu, float* y, int64_t ldy, int64_t cols) {
+void rows_tail(int64_t rows, const float* const* x, const float* panel, int64_t strip_floats, int64_t k,
+               const float* bias, bool relu, float* y, int64_t ldy, int64_t cols) {
   if constexpr (kRows > 0) {
     if (rows == kRows)
       return tile<kRows, kPanelVectors, kSumVectors, kPrefetch>(x, panel, strip_floats, k, bias, relu, y, ldy, cols);
-    rows_tail<kRows - 1, kPanelVectors, kSumVectors, kPrefetch>(rows, x, panel, strip_floats, k, bias, relu, y, ldy, cols);
+    rows_tail<kRows - 1, kPanelVectors, kSumVectors, kPrefetch>(rows, x, panel, strip_floats, k, bias, relu, y, ldy,
+                                                                cols);
   }
 }
 
@@ -141,20 +144,22 @@ void panel_rows(const float* x, int64_t ldx, const int64_t* rows, const float* p
 // say (see tile), prefetched when `stream`.
 template <int kPanelVectors, int kSumVectors>
 void cut_panel_rows(bool stream, const float* x, int64_t ldx, const int64_t* rows, const float* panel,
-                    int64_t strip_floats,
-                    int64_t k, const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1,
-                    int64_t cols) {
+                    int64_t strip_floats, int64_t k, const float* bias, bool relu, float* y, int64_t ldy, int64_t r0,
+                    int64_t r1, int64_t cols) {
   if (stream)
-    panel_rows<kPanelVectors, kSumVectors, true>(x, ldx, rows, panel, strip_floats, k, bias, relu, y, ldy, r0, r1, cols);
+    panel_rows<kPanelVectors, kSumVectors, true>(x, ldx, rows, panel, strip_floats, k, bias, relu, y, ldy, r0, r1,
+                                                 cols);
   else
-    panel_rows<kPanelVectors, kSumVectors, false>(x, ldx, rows, panel, strip_floats, k, bias, relu, y, ldy, r0, r1, cols);
+    panel_rows<kPanelVectors, kSumVectors, false>(x, ldx, rows, panel, strip_floats, k, bias, relu, y, ldy, r0, r1,
+                                                  cols);
 }
 
 // Rows [r0, r1) of y, columns [16 u0, 16 u1): strips u0 to u1, taken two
 // at a time (strips 2q and 2q + 1 make panel q) where both are in range. Row
-// i reads x row rows[i] (i when rows is null). may_prefetch: a batch-1 call,
-// which streams the weights (the batched path reuses each strip row over
-// many x rows, and was not measured with prefetching).
+// i reads x row rows[i] (i when rows is null). may_prefetch: a call of a
+// few rows (batch 1, an expert's one token), which streams the weights (the
+// batched path reuses each strip row over many x rows, and was not measured
+// with prefetching).
 void PackedGemmBlock(const float* x, int64_t ldx, const int64_t* rows, const float* strips, int64_t n, int64_t k,
                      const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t u0,
                      int64_t u1, bool may_prefetch) {

@@ -96,31 +96,32 @@ TEST(PackedGemm, RowsByIndexEqualTheRowsCopiedTogether) {
 }
 
 // packed_gemm_by_panels (batch 1: the outputs split over the threads in
-// strips, or kept on one core) gives the same bits as packed_gemm.
+// strips, or kept on one core) gives the same bits as packed_gemm, on every
+// instruction set (each addresses a panel's second strip its own way).
 TEST(PackedGemm, PanelsSplitOverThreadsGiveTheSameBits) {
-  const int threads = num_threads();
-  set_num_threads(2);
   // 96 KB of weights: split between panels; 154 outputs (10 strips, 74
   // KB): through the middle of panel 2; 20 outputs, 9.6 KB: one thread; 20
   // outputs, 80 KB: one panel's two strips on two threads, the second one
   // partial (its bias padded).
-  for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{{200, 120}, {154, 120}, {20, 120}, {20, 1000}}) {
-    Rng rng(static_cast<uint64_t>(n + k));
-    std::vector<float> x(4 * k), w(n * k), b(n), packed(packed_gemm_floats(n, k));
-    for (float& v : x) v = rng.uniform(-1.0f, 1.0f);
-    for (float& v : w) v = rng.uniform(-1.0f, 1.0f);
-    for (float& v : b) v = rng.uniform(-1.0f, 1.0f);
-    pack_gemm_weights(w.data(), n, k, packed.data());
-    for (int64_t m = 1; m <= 4; ++m) {
-      std::vector<float> split(m * n), one_core(m * n), whole(m * n);
-      packed_gemm_by_panels(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, split.data(), n);
-      packed_gemm_by_panels(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, one_core.data(), n, false);
-      packed_gemm(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, whole.data(), n);
-      EXPECT_EQ(split, whole) << "m " << m << ", n " << n << ", k " << k;
-      EXPECT_EQ(one_core, whole) << "m " << m << ", n " << n << ", k " << k;
+  const int targets = test_support::for_each_highway_target([&](const char* target) {
+    for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{{200, 120}, {154, 120}, {20, 120}, {20, 1000}}) {
+      Rng rng(static_cast<uint64_t>(n + k));
+      std::vector<float> x(4 * k), w(n * k), b(n), packed(packed_gemm_floats(n, k));
+      for (float& v : x) v = rng.uniform(-1.0f, 1.0f);
+      for (float& v : w) v = rng.uniform(-1.0f, 1.0f);
+      for (float& v : b) v = rng.uniform(-1.0f, 1.0f);
+      pack_gemm_weights(w.data(), n, k, packed.data());
+      for (int64_t m = 1; m <= 4; ++m) {
+        std::vector<float> split(m * n), one_core(m * n), whole(m * n);
+        packed_gemm_by_panels(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, split.data(), n);
+        packed_gemm_by_panels(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, one_core.data(), n, false);
+        packed_gemm(m, x.data(), k, {packed.data(), n, k}, b.data(), m % 2 == 0, whole.data(), n);
+        EXPECT_EQ(split, whole) << target << ": m " << m << ", n " << n << ", k " << k;
+        EXPECT_EQ(one_core, whole) << target << ": m " << m << ", n " << n << ", k " << k;
+      }
     }
-  }
-  set_num_threads(threads);
+  });
+  EXPECT_GE(targets, 1);
 }
 
 TEST(PackedGemm, PackingLaysOutTransposedStripsPaddedWithZeros) {

@@ -205,8 +205,8 @@ TEST(Plan, EachRunReadsItsOwnInput) {
 
 // The packed GEMM lowering of a linear layer on a few rows (batch 1),
 // forced, split over two threads and on one core: flatten of a 4-D input
-// read in place, bias and ReLU fused, no bias, 70 outputs (3 panels of 32) x
-// 260 inputs (over 64 KB: the threads split the panels), and a batch above
+// read in place, bias and ReLU fused, no bias, 70 outputs (5 strips of 16) x
+// 260 inputs (over 64 KB: the threads split the strips 2 + 3), and a batch above
 // kPackedLinearMaxRows, where oneDNN's kernels run instead.
 TEST(Plan, PackedLinearAtSmallBatchMatchesTheExecutor) {
   const int threads = num_threads();

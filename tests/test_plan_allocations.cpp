@@ -87,6 +87,9 @@ TEST(PlanAllocations, BlockGatedPlanRunsWithoutAllocating) {
   untimed.tune = false;
   Plan plan(g, untimed);
   EXPECT_EQ(allocations_per_runs(plan, random_tensor({1, 64}, 5), 10), 0);
+  std::vector<std::string> kinds;
+  for (const PlanStep& s : plan.steps(1)) kinds.push_back(s.kind);
+  EXPECT_EQ(kinds, (std::vector<std::string>{"copy", "kernel:block_gated_linear", "kernel:relu", "linear"}));
   unsetenv("LEANAI_LINEAR_KERNEL");
 }
 

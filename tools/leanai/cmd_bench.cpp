@@ -94,10 +94,11 @@ json row_json(const BenchOptions& o, const Row& r) {
           {"gflops", r.gflops}, {"memory_mb", r.memory_mb}};
 }
 
-// Milliseconds to 4 significant digits, in fixed notation: a 0.83 us net
-// prints as 0.000830, where 4 decimals said 0.0008.
+// Milliseconds in fixed notation, 4 decimals, more (up to 6) below 0.01 ms:
+// a 0.83 us net prints as 0.000830, where 4 decimals said 0.0008.
 std::string ms_text(double ms) {
-  const int decimals = ms > 0 ? std::clamp(3 - static_cast<int>(std::floor(std::log10(ms))), 4, 6) : 4;
+  const bool small = ms > 0 && std::isfinite(ms);
+  const int decimals = small ? std::clamp(3 - static_cast<int>(std::floor(std::log10(ms))), 4, 6) : 4;
   return fmt::format("{:.{}f}", ms, decimals);
 }
 

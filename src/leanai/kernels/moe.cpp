@@ -206,7 +206,7 @@ class MoeKernel : public OpKernel {
 
   // Matrix e [n, k] of a packed stack, or null when not packed (linear_rows then uses dnnl_sgemm).
   static const float* packed(const Tensor& stack, int64_t e, int64_t n, int64_t k) {
-    return stack.defined() ? packed_gemm_matrix(stack, e, n, k).panels : nullptr;
+    return stack.defined() ? packed_gemm_matrix(stack, e, n, k).strips : nullptr;
   }
 
   // Logits, affinities, the top-k choice and the grouping by expert.

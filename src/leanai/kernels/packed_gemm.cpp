@@ -53,11 +53,11 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
       for (int s = 1; s < kSplit; ++s) acc[s][r][v] = hn::Zero(d);
     }
   }
-  // Feature p into the partial sums of set s.
   // Vector v holds columns [v N, v N + N): strip v N / kGemmStrip, at v N % kGemmStrip in its row.
   auto at = [&](int v, int64_t p) {
     return panel + (v * N / kGemmStrip) * strip_floats + p * kGemmStrip + v * N % kGemmStrip;
   };
+  // Feature p into the partial sums of set s.
   auto step = [&](int s, int64_t p) HWY_ATTR {
     V w[kPanelVectors];
     for (int v = 0; v < kPanelVectors; ++v) w[v] = hn::LoadU(d, at(v, p));
@@ -163,7 +163,7 @@ void cut_panel_rows(bool stream, const float* x, int64_t ldx, const int64_t* row
 void PackedGemmBlock(const float* x, int64_t ldx, const int64_t* rows, const float* strips, int64_t n, int64_t k,
                      const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t u0,
                      int64_t u1, bool may_prefetch) {
-  const int64_t strip_floats = kGemmStrip * k, strip_count = (n + kGemmStrip - 1) / kGemmStrip;
+  const int64_t strip_floats = kGemmStrip * k, strips_in_matrix = (n + kGemmStrip - 1) / kGemmStrip;
   // Weights beyond what L1 holds are streamed from L2 on every call: those
   // are prefetched. Smaller ones stay in L1 from one call to the next, where
   // a prefetch is only an extra instruction.
@@ -183,7 +183,7 @@ void PackedGemmBlock(const float* x, int64_t ldx, const int64_t* rows, const flo
     if (whole)
       cut_panel_rows<kVectors, kVectors>(stream, x, ldx, rows, panel, strip_floats, k, b, relu, y + j0, ldy, r0, r1,
                                          cols);
-    else if (u % 2 == 1 || u + 1 < strip_count)  // one strip of a panel cut in two: sums in the panel's order
+    else if (u % 2 == 1 || u + 1 < strips_in_matrix)  // one strip of a panel cut in two: sums in the panel's order
       cut_panel_rows<kVectors / 2, kVectors>(stream, x, ldx, rows, panel, strip_floats, k, b, relu, y + j0, ldy, r0,
                                              r1, cols);
     else  // a last strip without a partner: as many partial sums as its own vectors allow
@@ -256,14 +256,14 @@ void packed_gemm_by_panels(int64_t m, const float* x, int64_t ldx, PackedGemmWei
   const int64_t strips = strip_count(w.n);
   auto block = HWY_DYNAMIC_DISPATCH(PackedGemmBlock);
   if (!may_split || !packed_gemm_panels_can_split(w.n, w.k))
-    return block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, strips, true);
+    return block(x, ldx, nullptr, w.strips, w.n, w.k, bias, relu, y, ldy, 0, m, 0, strips, true);
   // Split by strips: 5 panels (154 gated outputs) would go 3 + 2, and the
   // core with 3 would stream 96 columns where 80 is the fair share.
 #pragma omp parallel
   {
     const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
     const int64_t u0 = strips * t / threads, u1 = strips * (t + 1) / threads;
-    if (u0 < u1) block(x, ldx, nullptr, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, u0, u1, true);
+    if (u0 < u1) block(x, ldx, nullptr, w.strips, w.n, w.k, bias, relu, y, ldy, 0, m, u0, u1, true);
   }
 }
 
@@ -276,14 +276,14 @@ void packed_gemm_rows(int64_t m, const float* x, int64_t ldx, const int64_t* row
   // batch-1 layer does, so they prefetch as it does.
   constexpr int64_t kStreamRows = 4;
   if (!packed_gemm_worth_splitting(m * w.n * w.k))
-    return block(x, ldx, rows, w.panels, w.n, w.k, bias, relu, y, ldy, 0, m, 0, strips, m <= kStreamRows);
+    return block(x, ldx, rows, w.strips, w.n, w.k, bias, relu, y, ldy, 0, m, 0, strips, m <= kStreamRows);
   // Items of 24 rows (a multiple of every target's tile height) x one panel.
   constexpr int64_t kRowsPerItem = 24;
   const int64_t row_items = (m + kRowsPerItem - 1) / kRowsPerItem;
 #pragma omp parallel for schedule(static)
   for (int64_t item = 0; item < row_items * panels; ++item) {
     const int64_t r0 = (item / panels) * kRowsPerItem, p = item % panels;
-    block(x, ldx, rows, w.panels, w.n, w.k, bias, relu, y, ldy, r0, std::min(m, r0 + kRowsPerItem), 2 * p,
+    block(x, ldx, rows, w.strips, w.n, w.k, bias, relu, y, ldy, r0, std::min(m, r0 + kRowsPerItem), 2 * p,
           std::min(strips, 2 * p + 2), false);
   }
 }

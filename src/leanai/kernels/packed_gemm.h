@@ -50,7 +50,7 @@ Tensor pack_gemm_stack(const float* w, int64_t count, int64_t n, int64_t k);
 std::string pack_gemm_kind(int64_t count, int64_t n, int64_t k);
 
 struct PackedGemmWeights {
-  const float* panels;
+  const float* strips;
   int64_t n, k;
 };
 

@@ -2,7 +2,7 @@
 // (kernels/packed_gemm.h), a third candidate beside oneDNN's inner product and
 // matmul, kept where it measures faster. At batch 1 a layer is a
 // matrix-vector product bound by streaming its weights; the packed kernel
-// splits the output panels over the threads, each always the same ones, so
+// splits the output strips over the threads, each always the same ones, so
 // each core streams its share from its own cache. Where waking the threads
 // costs more than the split saves, the same kernel on one core wins the timing.
 //
@@ -120,7 +120,7 @@ int lower_packed_linear(LoweringContext& c, const Node& n, int x, const std::vec
   step->info = {name_of(n), "linear",
                 std::string(one_core || !packed_gemm_panels_can_split(l.out, l.in)
                                 ? "leanai packed GEMM, on one core"
-                                : "leanai packed GEMM, output panels over the threads") +
+                                : "leanai packed GEMM, output strips over the threads") +
                     std::string(reordered ? ", reads 4-D in its layout" : "") + post_op_note(n)};
   c.instance().steps.push_back(std::move(step));
   return out;

@@ -51,15 +51,17 @@ std::string layout_name(const md& d) {
   return name;
 }
 
-// A value copied into the arena in its own layout (the caller's input, for
-// a kernel that reads the arena): a memcpy, where a oneDNN reorder doing the
-// same took 1.5-1.9 us per call at batch 1 here (16 to 784 floats).
+// The caller's input copied into the arena in its own layout (for a kernel
+// step, which reads the arena, or as the output of a model that returns its
+// input): a memcpy, where a oneDNN reorder doing the same took 1.5-1.9 us
+// per call at batch 1 here (16 to 784 floats).
 class CopyStep : public OneToOneStep {
  public:
   int64_t bytes = 0;
   void run() override {
     const char* from = static_cast<const char*>(src());
     char* to = static_cast<char*>(dst());
+    // Counted in bytes, so the copy splits over the threads from 256 KB.
     for_chunks(bytes, [&](int64_t begin, int64_t end) { std::memcpy(to + begin, from + begin, end - begin); });
   }
 };
@@ -152,8 +154,8 @@ class Lowering : public LoweringContext {
 
   static void reads(Step& s, int v) { s.reads.push_back(v); }
 
-  // `want` by value: it may be a reference into the value table (copy_value),
-  // which new_value can reallocate.
+  // `want` by value: it may be a reference into the value table (as_layout's
+  // callers pass val(a).desc), which new_value can reallocate.
   int reorder_to(int v, const md want, const std::string& name) {
     const int out = new_value(val(v).shape, want);
     inst_->values[out].quant = val(v).quant;  // a layout change keeps what u8/s8 bytes mean
@@ -576,15 +578,18 @@ class Lowering : public LoweringContext {
     node_value_[n.id] = out;
   }
 
-  // A small activation on a plain f32 value (the output of a leanai kernel:
-  // moe, block_gated_linear) runs the activation's own loop: oneDNN's
-  // eltwise primitive took 1.6-2.4 us per call at batch 1 here, on 256-512
-  // floats. On 32K floats its AVX-512 loop beat ours (built for baseline
-  // x86-64) by 5 us to 9, so larger ones stay on oneDNN.
+  // A small ReLU-like activation on a plain f32 value (as leanai's kernels
+  // write: moe, block_gated_linear) runs leanai's loop: oneDNN's eltwise
+  // primitive took 1.6-2.4 us per call at batch 1 here, on 256-512 floats.
+  // On 32K floats its AVX-512 loop beat ours (built for baseline x86-64) by
+  // 5 us to 9, so larger ones stay on oneDNN. Only the exact activations: a
+  // sigmoid or gelu whose bits depended on the batch size (which decides the
+  // loop) would give one sample two answers.
   void lower_activation(const Node& n) {
     constexpr int64_t kOwnLoopMaxElements = 4096;
+    const bool exact = n.op == "relu" || n.op == "leaky_relu" || n.op == "clip";
     const Value& x = val(node_value_[n.inputs[0]]);
-    if (x.desc == plain_desc(x.shape) && shape_numel(x.shape) <= kOwnLoopMaxElements) return lower_kernel(n);
+    if (exact && x.desc == plain_desc(x.shape) && shape_numel(x.shape) <= kOwnLoopMaxElements) return lower_kernel(n);
     lower_eltwise(n);
   }
 

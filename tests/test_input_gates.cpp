@@ -360,6 +360,20 @@ TEST(InputGatedTraining, LearnsAndRunsInThePlan) {
   EXPECT_LT(max_abs_diff(ex.forward({x}), plan.run(x)), 1e-4);
 }
 
+// 128 inputs -> a block-gated layer of 256 (2 of its 8 blocks per input) -> ReLU -> 4.
+Graph block_gated_net() {
+  ModelBuilder b({128}, 0);
+  b.linear(256).activation("relu").linear(4);
+  return with_input_gates(b.finish(), 0.75, 8, 1);
+}
+
+// A Plan that takes oneDNN's default kernels instead of timing candidates.
+Plan untimed_plan(const Graph& model) {
+  CompileOptions untimed;
+  untimed.tune = false;
+  return Plan(model, untimed);
+}
+
 // In a compiled Plan the gate and block GEMMs run on weights packed once
 // (packed_gemm.h), in the executor on dnnl_sgemm: the same outputs at batch 1,
 // at a small batch, and at one large enough that the blocks split over the
@@ -367,12 +381,8 @@ TEST(InputGatedTraining, LearnsAndRunsInThePlan) {
 TEST(BlockGatedLinear, CompiledPlanMatchesTheExecutor) {
   const int threads = num_threads();
   set_num_threads(2);
-  ModelBuilder b({128}, 0);
-  b.linear(256).activation("relu").linear(4);
-  Graph model = with_input_gates(b.finish(), 0.75, 8, 1);
-  CompileOptions untimed;
-  untimed.tune = false;
-  Plan plan(model, untimed);
+  Graph model = block_gated_net();
+  Plan plan = untimed_plan(model);
   Executor ex(model);
   for (int64_t batch : {1, 7, 300}) {
     const Tensor x = random_tensor({batch, 128}, static_cast<uint64_t>(batch));
@@ -396,12 +406,7 @@ TEST(BlockGatedLinear, CompiledPlanMatchesTheExecutor) {
 // f32 value) runs leanai's loop, not oneDNN's eltwise primitive: at batch 1
 // each of those primitives cost 1.5-2.4 us.
 TEST(BlockGatedLinear, CompiledPlanCopiesAndActivatesWithoutOneDnn) {
-  ModelBuilder b({128}, 0);
-  b.linear(256).activation("relu").linear(4);
-  Graph model = with_input_gates(b.finish(), 0.75, 8, 1);
-  CompileOptions untimed;
-  untimed.tune = false;
-  Plan plan(model, untimed);
+  Plan plan = untimed_plan(block_gated_net());
   std::vector<std::string> kinds;
   for (const PlanStep& s : plan.steps(1)) kinds.push_back(s.kind);
   ASSERT_GE(kinds.size(), 3u);

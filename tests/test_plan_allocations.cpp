@@ -93,6 +93,22 @@ TEST(PlanAllocations, BlockGatedPlanRunsWithoutAllocating) {
   unsetenv("LEANAI_LINEAR_KERNEL");
 }
 
+// A MoE layer (router, one shared and two of eight routed experts) between
+// packed linear layers, at batch 1.
+TEST(PlanAllocations, MoePlanRunsWithoutAllocating) {
+  if (!kCounting) GTEST_SKIP() << "operator new is AddressSanitizer's in this build";
+  setenv("LEANAI_LINEAR_KERNEL", "packed", 1);
+  Graph g = ModelBuilder({64}, 0).linear(64).activation("relu").moe(8, 2, 32, 1).linear(5).finish();
+  CompileOptions untimed;
+  untimed.tune = false;
+  Plan plan(g, untimed);
+  EXPECT_EQ(allocations_per_runs(plan, random_tensor({1, 64}, 5), 10), 0);
+  int moe = 0;
+  for (const PlanStep& s : plan.steps(1)) moe += s.kind == "kernel:moe";
+  EXPECT_EQ(moe, 1);
+  unsetenv("LEANAI_LINEAR_KERNEL");
+}
+
 // The counter counts: a run that builds a string is seen.
 TEST(PlanAllocations, TheCounterSeesAnAllocation) {
   if (!kCounting) GTEST_SKIP() << "operator new is AddressSanitizer's in this build";

@@ -219,6 +219,35 @@ TEST(Plan, PackedLinearAtSmallBatchMatchesTheExecutor) {
   set_num_threads(threads);
 }
 
+// A batch of 8 run as two chunks of 4. By the calling thread, each chunk's
+// packed layer (80 KB) splits over both threads. On two workers at once,
+// each worker's plan runs inside a parallel region on one thread, so it is
+// compiled for one thread: the layer runs on one core and says so.
+TEST(Plan, WorkerPlansAreCompiledForOneThread) {
+  const int threads = num_threads();
+  set_num_threads(2);
+  setenv("LEANAI_LINEAR_KERNEL", "packed", 1);
+  Graph g;
+  NetBuilder b(g, 6);
+  int y = g.add_input("input", {256});
+  y = g.add("relu", {g.add("linear", {y, b.param("fc1.weight", {80, 256}, 0.1f), b.param("fc1.bias", {80}, 0.1f)})});
+  g.set_output(g.add("linear", {y, b.param("fc2.weight", {10, 80}, 0.1f), b.param("fc2.bias", {10}, 0.1f)}));
+  const Tensor x = random_tensor({8, 256}, 4);
+  for (int workers : {1, 2}) {
+    CompileOptions o;
+    o.chunk = 4;
+    o.workers = workers;
+    EXPECT_LT(plan_vs_executor(g, x, o), kTolerance) << workers << " worker(s)";
+    Plan plan(g, o);
+    int split = 0;
+    for (const PlanStep& s : plan.steps(8)) split += s.detail.find("over the threads") != std::string::npos;
+    EXPECT_EQ(split, workers == 1 ? 1 : 0) << workers << " worker(s)";
+    EXPECT_EQ(num_threads(), 2) << "compiling a worker's plan gives the thread count back";
+  }
+  unsetenv("LEANAI_LINEAR_KERNEL");
+  set_num_threads(threads);
+}
+
 // The same after a convolution, whose output oneDNN keeps in its own layout
 // (nhwc or nChw16c, as oneDNN or the timing picks): the packed weights'
 // columns follow that layout, so the layer reads it in place. (Padding, as in

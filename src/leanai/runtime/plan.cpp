@@ -33,7 +33,30 @@ runtime::Instance& Plan::instance_for(int64_t batch, int worker) {
   auto key = std::make_pair(batch, worker);
   auto it = instances_.find(key);
   if (it != instances_.end()) return *it->second;
-  return *(instances_[key] = runtime::lower_graph(graph_, batch, options_.tune, options_.allow_winograd, *packed_));
+  const int threads = num_threads();
+  if (worker != kCaller) set_num_threads(1);
+  std::unique_ptr<runtime::Instance> inst;
+  try {
+    inst = runtime::lower_graph(graph_, batch, options_.tune, options_.allow_winograd, *packed_);
+  } catch (...) {
+    set_num_threads(threads);
+    throw;
+  }
+  set_num_threads(threads);
+  return *(instances_[key] = std::move(inst));
+}
+
+int Plan::workers_for(BatchSplit split, int64_t batch) {
+  const int64_t chunk = std::min(split.chunk, batch);
+  return static_cast<int>(std::min<int64_t>(split.workers, (batch + chunk - 1) / chunk));
+}
+
+bool Plan::runs_on(BatchSplit split, int64_t batch, std::pair<int64_t, int> key) {
+  const int64_t chunk = std::min(split.chunk, batch);
+  const int workers = workers_for(split, batch);
+  const auto [size, worker] = key;
+  const bool sized = size == chunk || size == batch % chunk;
+  return sized && (workers > 1 ? worker >= 0 && worker < workers : worker == kCaller);
 }
 
 const Tensor& Plan::run(const Tensor& x) {
@@ -78,15 +101,16 @@ const Tensor& Plan::run_split(const Tensor& x, BatchSplit split) {
   }
   const int64_t chunk = std::min(split.chunk, n);
   const int64_t count = (n + chunk - 1) / chunk;
-  const int workers = static_cast<int>(std::min<int64_t>(split.workers, count));
+  const int workers = workers_for(split, n);
+  auto key_of = [&](int w) { return workers > 1 ? w : kCaller; };
   // Plans are compiled (and their kernels chosen) here, before any thread runs.
   for (int w = 0; w < workers; ++w) {
-    instance_for(chunk, w);
-    if (n % chunk) instance_for(n % chunk, w);
+    instance_for(chunk, key_of(w));
+    if (n % chunk) instance_for(n % chunk, key_of(w));
   }
   auto it = chunked_outputs_.find(n);
   if (it == chunked_outputs_.end()) {
-    Shape s = instance_for(chunk, 0).output.shape();
+    Shape s = instance_for(chunk, key_of(0)).output.shape();
     s[0] = n;
     it = chunked_outputs_.emplace(n, Tensor::empty(s)).first;
   }
@@ -95,7 +119,7 @@ const Tensor& Plan::run_split(const Tensor& x, BatchSplit split) {
   const size_t out_bytes = out.nbytes() / static_cast<size_t>(n);
   auto run_chunk = [&](int64_t c, int worker) {
     const int64_t start = c * chunk, len = std::min(chunk, n - start);
-    runtime::Instance& inst = *instances_.find({len, worker})->second;
+    runtime::Instance& inst = *instances_.find({len, key_of(worker)})->second;
     run_instance(inst, static_cast<const char*>(x.raw()) + start * in_bytes);
     std::memcpy(static_cast<char*>(out.raw()) + start * out_bytes, inst.output.raw(), len * out_bytes);
   };
@@ -139,12 +163,8 @@ Plan::BatchSplit Plan::split_for(int64_t batch) {
     const std::string fingerprint = std::to_string(std::hash<std::string>{}(graph_.to_json().dump()));
     chosen = options[choose_kernel("plan " + fingerprint + " batch " + std::to_string(batch), candidates, options_.tune)];
     // Drop the plans only the losing splits used (their arenas and packed weights).
-    const int64_t chunk = std::min(chosen.chunk, batch);
-    for (auto it = instances_.begin(); it != instances_.end();) {
-      const auto [size, worker] = it->first;
-      const bool used = worker < chosen.workers && (size == chunk || size == batch % chunk);
-      it = before.count(it->first) || used ? std::next(it) : instances_.erase(it);
-    }
+    for (auto it = instances_.begin(); it != instances_.end();)
+      it = before.count(it->first) || runs_on(chosen, batch, it->first) ? std::next(it) : instances_.erase(it);
     std::vector<const runtime::Instance*> users;
     for (auto& [key, inst] : instances_) users.push_back(inst.get());
     packed_->keep_only(users);
@@ -157,7 +177,7 @@ std::vector<PlanStep> Plan::steps(int64_t batch) {
   const BatchSplit split = split_for(batch);
   std::vector<PlanStep> out;
   const int64_t per_call = std::min(batch, split.chunk);
-  for (auto& step : instance_for(per_call).steps) {
+  for (auto& step : instance_for(per_call, workers_for(split, batch) > 1 ? 0 : kCaller).steps) {
     out.push_back(step->info);
     out.back().samples = per_call;
   }
@@ -175,7 +195,7 @@ PlanMemory Plan::memory(int64_t batch) {
   run_split(probe_input(batch), split);  // compiles every plan the split uses
   PlanMemory m;
   for (auto& [key, inst] : instances_)
-    if ((key.first == chunk || key.first == batch % chunk) && key.second < split.workers) {
+    if (runs_on(split, batch, key)) {
       m.arena_bytes += inst->memory.arena_bytes;
       m.unshared_bytes += inst->memory.unshared_bytes;
       m.scratch_bytes += inst->memory.scratch_bytes;

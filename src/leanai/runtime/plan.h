@@ -21,8 +21,8 @@
 // size reuse it. A batch of 16 or more may run as chunks through the plan of a
 // smaller batch (activations then stay in cache between layers), and the
 // chunks may run on several threads at once, each with single-threaded
-// kernels; whichever split measures fastest is used and cached like the
-// kernel choices.
+// kernels (chosen by timing them on one thread); whichever split measures
+// fastest is used and cached like the kernel choices.
 #pragma once
 #include <map>
 #include <memory>
@@ -90,8 +90,16 @@ class Plan {
     int64_t chunk;  // samples per plan call
     int workers;    // threads running chunks at once (each with 1-thread kernels)
   };
-  // Plans per (batch size, worker): each worker runs chunks on its own arena.
-  runtime::Instance& instance_for(int64_t batch, int worker = 0);
+  // Plans per (batch size, worker): kCaller's runs on the calling thread,
+  // its kernels free to use every thread; worker w's (w >= 0) runs chunks
+  // on its own arena inside a parallel region, on one thread, so it is
+  // compiled with one thread: its kernels are timed (and oneDNN's
+  // primitives made) as they will run.
+  static constexpr int kCaller = -1;
+  runtime::Instance& instance_for(int64_t batch, int worker = kCaller);
+  // The plan keys a split of `batch` runs on: (chunk size or tail, worker).
+  static int workers_for(BatchSplit split, int64_t batch);
+  static bool runs_on(BatchSplit split, int64_t batch, std::pair<int64_t, int> key);
   void run_instance(runtime::Instance& inst, const void* input);
   const Tensor& run_split(const Tensor& x, BatchSplit split);
   // How a batch size runs, measured once per batch size (cached).

@@ -95,6 +95,17 @@ inline Graph activation_mlp(uint64_t seed = 2) {
   return g;
 }
 
+// input [256] -> linear(80) -> relu -> linear(10): a first layer of 80 KB,
+// enough for leanai's packed batch-1 GEMM to split it over two threads.
+inline Graph two_layer_mlp(uint64_t seed = 3) {
+  Graph g;
+  NetBuilder b(g, seed);
+  int y = g.add_input("input", {256});
+  y = g.add("relu", {g.add("linear", {y, b.param("fc1.weight", {80, 256}, 0.1f), b.param("fc1.bias", {80}, 0.1f)})});
+  g.set_output(g.add("linear", {y, b.param("fc2.weight", {10, 80}, 0.1f), b.param("fc2.bias", {10}, 0.1f)}));
+  return g;
+}
+
 // input [2, 10, 10] -> conv(6, 3x3) -> relu -> maxpool 2 -> conv(8, 3x3) -> relu
 // -> flatten -> linear(4): the int8 region of the quantized runtime tests.
 inline Graph small_cnn(uint64_t seed = 3) {

@@ -227,11 +227,7 @@ TEST(Plan, WorkerPlansAreCompiledForOneThread) {
   const int threads = num_threads();
   set_num_threads(2);
   setenv("LEANAI_LINEAR_KERNEL", "packed", 1);
-  Graph g;
-  NetBuilder b(g, 6);
-  int y = g.add_input("input", {256});
-  y = g.add("relu", {g.add("linear", {y, b.param("fc1.weight", {80, 256}, 0.1f), b.param("fc1.bias", {80}, 0.1f)})});
-  g.set_output(g.add("linear", {y, b.param("fc2.weight", {10, 80}, 0.1f), b.param("fc2.bias", {10}, 0.1f)}));
+  const Graph g = two_layer_mlp(6);
   const Tensor x = random_tensor({8, 256}, 4);
   for (int workers : {1, 2}) {
     CompileOptions o;

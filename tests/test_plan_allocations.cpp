@@ -59,11 +59,7 @@ TEST(PlanAllocations, PackedLinearPlanRunsWithoutAllocating) {
   const int threads = num_threads();
   set_num_threads(2);
   setenv("LEANAI_LINEAR_KERNEL", "packed", 1);
-  Graph g;
-  NetBuilder b(g, 3);
-  int y = g.add_input("input", {256});
-  y = g.add("relu", {g.add("linear", {y, b.param("fc1.weight", {80, 256}, 0.1f), b.param("fc1.bias", {80}, 0.1f)})});
-  g.set_output(g.add("linear", {y, b.param("fc2.weight", {10, 80}, 0.1f), b.param("fc2.bias", {10}, 0.1f)}));
+  const Graph g = two_layer_mlp();
   for (int64_t batch : {1, 3}) {
     Plan plan(g);
     EXPECT_EQ(allocations_per_runs(plan, random_tensor({batch, 256}, 5), 10), 0) << "batch " << batch;

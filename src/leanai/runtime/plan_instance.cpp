@@ -130,11 +130,15 @@ void Instance::finalize() {
   }
   for (auto& s : steps) s->bind(*this);
   // Only oneDNN's steps read the input through its memory objects (re-pointing
-  // one is a call into oneDNN, so leanai's steps read Instance::input).
+  // one is a call into oneDNN, so leanai's steps read Instance::input). Each
+  // is listed once, however many steps read it.
   for (auto& s : steps)
     if (auto* p = dynamic_cast<PrimitiveStep*>(s.get()))
       for (auto [arg, v] : p->value_args)
-        if (values[root(v)].external) input_memories.push_back(values[v].mem);
+        if (values[root(v)].external &&
+            std::none_of(input_memories.begin(), input_memories.end(),
+                         [&](const dnnl::memory& m) { return m.get() == values[v].mem.get(); }))
+          input_memories.push_back(values[v].mem);
   output = values[output_value].tensor;
   check(output.defined(), "plan: the output has no plain storage");
 }

@@ -5,7 +5,7 @@
 // compare a change side by side (the prefetch figure in docs/benchmarks.md:
 // 80 784 1, three interleaved runs of each build).
 //
-//   g++ -O2 -std=c++20 -fopenmp -Isrc bench/packed_gemv_probe.cpp build/libleanai.a -lhwy -ldnnl -o /tmp/gemv
+//   g++ -O2 -std=c++20 -fopenmp -Isrc bench/packed_gemv_probe.cpp build/libleanai.a -lhwy -ldnnl -lfmt -o /tmp/gemv
 //   /tmp/gemv 80 784 1      # n k threads
 #include <algorithm>
 #include <chrono>
@@ -41,9 +41,13 @@ int main(int argc, char** argv) {
   const int threads = std::atoi(argv[3]);
   leanai::set_num_threads(threads);
   std::vector<float> w(n * k, 0.01f), x(k, 1.0f), b(n, 0.0f), y(n);
-  std::vector<float> packed(leanai::packed_gemm_floats(n, k));
-  leanai::pack_gemm_weights(w.data(), n, k, packed.data());
-  auto layer = [&] { leanai::packed_gemm_by_panels(1, x.data(), k, {packed.data(), n, k}, b.data(), true, y.data(), n); };
+  // 64-byte aligned as the runtime's tensors are: a strip's row is then one
+  // cache line, not two halves of neighbouring ones.
+  leanai::Tensor packed = leanai::Tensor::empty({leanai::packed_gemm_floats(n, k)});
+  leanai::pack_gemm_weights(w.data(), n, k, packed.data<float>());
+  auto layer = [&] {
+    leanai::packed_gemm_by_panels(1, x.data(), k, {packed.data<float>(), n, k}, b.data(), true, y.data(), n);
+  };
   const double p50 = percentile_us(layer, 0.5), p10 = percentile_us(layer, 0.1);
   std::printf("n %lld k %lld threads %d: p50 %.2f us p10 %.2f\n", static_cast<long long>(n), static_cast<long long>(k),
               threads, p50, p10);

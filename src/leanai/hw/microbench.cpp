@@ -24,19 +24,11 @@ using tag = dnnl::memory::format_tag;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Sets the thread count for one measurement and restores the previous one.
-class ThreadScope {
- public:
-  explicit ThreadScope(int threads) : previous_(num_threads()) {
-    set_num_threads(threads);
-    flush_denormals();
-  }
-  ~ThreadScope() { set_num_threads(previous_); }
-  ThreadScope(const ThreadScope&) = delete;
-  ThreadScope& operator=(const ThreadScope&) = delete;
-
- private:
-  int previous_;
+// Sets the thread count for one measurement (and flushes denormals on
+// those threads) and restores the previous count.
+struct ThreadScope {
+  explicit ThreadScope(int threads) : count(threads) { flush_denormals(); }
+  ScopedThreads count;
 };
 
 // Times `run` (warm-up first); stops early when the budget is spent, after at least 3 runs.

@@ -83,7 +83,7 @@ std::string mib(int64_t bytes) { return fmt::format("{:.1f} MiB", static_cast<do
 }  // namespace
 
 ServingAdvice advise_serving(const Graph& g, ServingGoal goal, int cores, double seconds, std::vector<int64_t> batches) {
-  const int saved_threads = num_threads();
+  const ScopedThreads restore(num_threads());  // measure() changes the count
   if (cores <= 0) cores = std::max(1, probe_topology().affinity_cpus);  // the CPUs this process may use
   check(seconds > 0, "parallel strategy: the time per configuration must be > 0");
   if (batches.empty()) batches = goal == ServingGoal::latency ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 16, 64, 256};
@@ -93,7 +93,6 @@ ServingAdvice advise_serving(const Graph& g, ServingGoal goal, int cores, double
     if (cores % threads != 0) continue;
     for (int64_t batch : batches) advice.measured.push_back(measure(g, threads, cores / threads, batch, seconds));
   }
-  set_num_threads(saved_threads);
   // Latency: the lowest median at the smallest batch (a request is one sample);
   // throughput: the most samples per second.
   auto better = [&](const ServingConfig& a, const ServingConfig& b) {

@@ -33,16 +33,12 @@ runtime::Instance& Plan::instance_for(int64_t batch, int worker) {
   auto key = std::make_pair(batch, worker);
   auto it = instances_.find(key);
   if (it != instances_.end()) return *it->second;
-  const int threads = num_threads();
-  if (worker != kCaller) set_num_threads(1);
   std::unique_ptr<runtime::Instance> inst;
-  try {
+  {
+    // A worker's plan runs inside a parallel region, on one thread: it is compiled (and its kernels timed) so.
+    const ScopedThreads threads(worker == kCaller ? num_threads() : 1);
     inst = runtime::lower_graph(graph_, batch, options_.tune, options_.allow_winograd, *packed_);
-  } catch (...) {
-    set_num_threads(threads);
-    throw;
   }
-  set_num_threads(threads);
   return *(instances_[key] = std::move(inst));
 }
 

@@ -61,10 +61,13 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
   auto step = [&](int s, int64_t p) HWY_ATTR {
     V w[kPanelVectors];
     for (int v = 0; v < kPanelVectors; ++v) w[v] = hn::LoadU(d, at(v, p));
-    // With a few rows the kernel streams the panel from L2 faster than the
-    // hardware prefetcher fills L1: asking 32 feature rows (2 KB per strip)
-    // ahead for each strip's 64-byte row took a 784 x 80 batch-1 layer from
-    // 4.0 to 3.1 us here.
+    // With a few rows the kernel streams the panel from L2: this asks 32
+    // feature rows (2 KB per strip) ahead for each strip's 64-byte row.
+    // Measured on 16-byte-aligned weights it took a 784 x 80 batch-1 layer
+    // from 4.0 to 3.1 us; on 64-byte-aligned ones, as the runtime holds
+    // them, the layer alone takes 2.3 us either way, and in whole gated
+    // nets at batch 1 it was worth 0-3% (docs/benchmarks.md, "Aligned
+    // probes").
     if constexpr (kPrefetch)
       if (p + kAhead < k)
         for (int v = 0; v < kPanelVectors; v += kGemmStrip / N) hwy::Prefetch(at(v, p + kAhead));

@@ -59,7 +59,9 @@ int64_t check_case(const GemmCase& c, uint64_t seed) {
 TEST(PackedGemm, EqualsAPlainLoopOnEveryInstructionSet) {
   std::vector<GemmCase> cases;
   for (int64_t m : {1, 2, 3, 5, 6, 7, 12, 13, 25})
-    for (int64_t n : {1, 16, 17, 32, 33, 48, 49, 70})  // a last strip alone: 1, 16, 33, 48, 70
+    // A last strip alone: 1, 16, 33, 48, 70. One row (m 1) runs in tiles of up to
+    // 8 strips: 130 is 8 strips and a partial ninth.
+    for (int64_t n : {1, 16, 17, 32, 33, 48, 49, 70, 130})
       for (int64_t k : {1, 7, 64}) cases.push_back({m, n, k, (m + n) % 2 == 0, (m + k) % 3 != 0});
   cases.push_back({300, 70, 64, true, true});  // 1.3M multiply-adds: split over threads
   cases.push_back({40, 256, 257, true, false});
@@ -102,9 +104,12 @@ TEST(PackedGemm, PanelsSplitOverThreadsGiveTheSameBits) {
   // 96 KB of weights: split between panels; 154 outputs (10 strips, 74
   // KB): through the middle of panel 2; 20 outputs, 9.6 KB: one thread; 20
   // outputs, 80 KB: one panel's two strips on two threads, the second one
-  // partial (its bias padded).
+  // partial (its bias padded); 77 outputs, 308 KB: 5 strips, 2 + 3 on two
+  // threads. At one row the first two run in tiles of up to 8 strips (13
+  // strips: 8 + 5 whole, 6 and 7 split) and the last in 5-strip tiles, each
+  // column summed the same way however its strips are cut.
   const int targets = test_support::for_each_highway_target([&](const char* target) {
-    for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{{200, 120}, {154, 120}, {20, 120}, {20, 1000}}) {
+    for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{{200, 120}, {154, 120}, {20, 120}, {20, 1000}, {77, 1000}}) {
       Rng rng(static_cast<uint64_t>(n + k));
       std::vector<float> x(4 * k), w(n * k), b(n), packed(packed_gemm_floats(n, k));
       for (float& v : x) v = rng.uniform(-1.0f, 1.0f);

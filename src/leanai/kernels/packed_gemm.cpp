@@ -61,13 +61,12 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
   auto step = [&](int s, int64_t p) HWY_ATTR {
     V w[kPanelVectors];
     for (int v = 0; v < kPanelVectors; ++v) w[v] = hn::LoadU(d, at(v, p));
-    // With a few rows the kernel streams the panel from L2: this asks 32
-    // feature rows (2 KB per strip) ahead for each strip's 64-byte row.
-    // Measured on 16-byte-aligned weights it took a 784 x 80 batch-1 layer
-    // from 4.0 to 3.1 us; on 64-byte-aligned ones, as the runtime holds
-    // them, the layer alone takes 2.3 us either way, and in whole gated
-    // nets at batch 1 it was worth 0-3% (docs/benchmarks.md, "Aligned
-    // probes").
+    // With 2-4 rows the kernel streams the panel from L2 (one row takes
+    // wide_row, which needs no prefetch): this asks 32 feature rows (2 KB
+    // per strip) ahead for each strip's 64-byte row. At 2 rows, medians of
+    // 5 interleaved runs of bench/packed_gemv_probe.cpp N K THREADS 2 with
+    // and without it: 80 x 784 on one core 2.75 against 4.18 us, 512 x 784
+    // split 14.6 against 18.0; at 4 rows no difference.
     if constexpr (kPrefetch)
       if (p + kAhead < k)
         for (int v = 0; v < kPanelVectors; v += kGemmStrip / N) hwy::Prefetch(at(v, p + kAhead));
@@ -108,6 +107,76 @@ void tile(const float* const* HWY_RESTRICT x, const float* HWY_RESTRICT panel, i
     for (int v = 0; v < kPanelVectors; ++v) hn::Store(acc[0][r][v], d, row + v * N);
     std::memcpy(y + r * ldy, row, static_cast<size_t>(cols) * sizeof(float));
 #endif
+  }
+}
+
+// One row (batch 1, or a block's or expert's one token): tiles of up to
+// kWideVectors vectors (8 strips on AVX-512, 4 on AVX2), or the whole
+// matrix when it is narrower, with kSplit(W) partial sums per column for a
+// matrix W vectors wide (one from 8 vectors up). Against panels of 2 strips
+// that is one broadcast of x per up to 8 FMAs, no partial sums to add up on
+// wide matrices, and up to 8 strips streamed at once, which the hardware
+// prefetcher follows without the software prefetch. Each column sums in the
+// same order however its strips are cut, so splits keep their bits.
+// Medians of 5 interleaved runs of bench/packed_gemv_probe.cpp N K THREADS,
+// panels against this, on a busy host: on one core 512 x 16 0.45 -> 0.32 us,
+// 512 x 64 1.85 -> 1.24, 77 x 154 0.54 -> 0.45; split over 2 threads
+// 512 x 784 11.4 -> 9.0, 154 x 784 4.2 -> 3.5, 256 x 512 4.6 -> 3.9. Two
+// small ones lost 0.01-0.02 us: 26 x 77 (0.13 -> 0.15) and 154 x 16.
+constexpr int kWideVectors = 8;
+constexpr int64_t kStripVectors = kGemmStrip / static_cast<int64_t>(hn::MaxLanes(Tag()));
+// Not on HWY_SCALAR, whose one-float vectors make a strip 16 of them.
+constexpr bool kHasWideRows = kStripVectors <= kWideVectors;
+
+// Strips [u0, u1) of y's row against x_row, at most kW vectors at a time,
+// every column in kSplit(kW) partial sums.
+template <int kW>
+void wide_row_tiles(const float* x_row, const float* strips, int64_t n, int64_t k, const float* bias, bool relu,
+                    float* y, int64_t u0, int64_t u1) {
+  const int64_t strip_floats = kGemmStrip * k, tile_strips = std::max<int64_t>(1, kW / kStripVectors);
+  const float* x_rows[1] = {x_row};
+  HWY_ALIGN float tile_bias[kWideVectors * kGemmStrip];
+  for (int64_t u = u0; u < u1; u += tile_strips) {
+    const int64_t strips_here = std::min(u1 - u, tile_strips), j0 = u * kGemmStrip;
+    const int64_t cols = std::min(strips_here * kGemmStrip, n - j0);
+    const float* b = bias ? bias + j0 : nullptr;
+    if (bias && cols < strips_here * kGemmStrip) {  // padded, so the tile loads whole vectors
+      std::fill(tile_bias, tile_bias + strips_here * kGemmStrip, 0.0f);
+      std::memcpy(tile_bias, bias + j0, static_cast<size_t>(cols) * sizeof(float));
+      b = tile_bias;
+    }
+    const float* panel = strips + u * strip_floats;
+    switch (strips_here * kStripVectors) {
+#define LEANAI_WIDE_TILE(V)                                                                                  \
+  case V:                                                                                                    \
+    if constexpr (V <= kW) tile<1, V, kW, false>(x_rows, panel, strip_floats, k, b, relu, y + j0, 0, cols); \
+    break;
+      LEANAI_WIDE_TILE(8)
+      LEANAI_WIDE_TILE(7)
+      LEANAI_WIDE_TILE(6)
+      LEANAI_WIDE_TILE(5)
+      LEANAI_WIDE_TILE(4)
+      LEANAI_WIDE_TILE(3)
+      LEANAI_WIDE_TILE(2)
+      LEANAI_WIDE_TILE(1)
+#undef LEANAI_WIDE_TILE
+    }
+  }
+}
+
+// Strips [u0, u1) of one row of y, for a matrix of n outputs (see kWideVectors).
+void wide_row(const float* x_row, const float* strips, int64_t n, int64_t k, const float* bias, bool relu, float* y,
+              int64_t u0, int64_t u1) {
+  const int64_t vectors = (n + kGemmStrip - 1) / kGemmStrip * kStripVectors;
+  switch (std::min<int64_t>(vectors, kWideVectors)) {
+    case 8: return wide_row_tiles<8>(x_row, strips, n, k, bias, relu, y, u0, u1);
+    case 7: return wide_row_tiles<7>(x_row, strips, n, k, bias, relu, y, u0, u1);
+    case 6: return wide_row_tiles<6>(x_row, strips, n, k, bias, relu, y, u0, u1);
+    case 5: return wide_row_tiles<5>(x_row, strips, n, k, bias, relu, y, u0, u1);
+    case 4: return wide_row_tiles<4>(x_row, strips, n, k, bias, relu, y, u0, u1);
+    case 3: return wide_row_tiles<3>(x_row, strips, n, k, bias, relu, y, u0, u1);
+    case 2: return wide_row_tiles<2>(x_row, strips, n, k, bias, relu, y, u0, u1);
+    default: return wide_row_tiles<1>(x_row, strips, n, k, bias, relu, y, u0, u1);
   }
 }
 
@@ -158,15 +227,17 @@ void cut_panel_rows(bool stream, const float* x, int64_t ldx, const int64_t* row
 }
 
 // Rows [r0, r1) of y, columns [16 u0, 16 u1): strips u0 to u1, taken two
-// at a time (strips 2q and 2q + 1 make panel q) where both are in range. Row
-// i reads x row rows[i] (i when rows is null). may_prefetch: a call of a
-// few rows (batch 1, an expert's one token), which streams the weights (the
-// batched path reuses each strip row over many x rows, and was not measured
-// with prefetching).
+// at a time (strips 2q and 2q + 1 make panel q) where both are in range; one
+// row by wide_row. Row i reads x row rows[i] (i when rows is null).
+// may_prefetch: a call of a few rows (batch 2-4, an expert's few tokens),
+// which streams the weights (the batched path reuses each strip row over
+// many x rows, and was not measured with prefetching).
 void PackedGemmBlock(const float* x, int64_t ldx, const int64_t* rows, const float* strips, int64_t n, int64_t k,
                      const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t u0,
                      int64_t u1, bool may_prefetch) {
   const int64_t strip_floats = kGemmStrip * k, strips_in_matrix = (n + kGemmStrip - 1) / kGemmStrip;
+  if (kHasWideRows && r1 - r0 == 1)
+    return wide_row(x + (rows ? rows[r0] : r0) * ldx, strips, n, k, bias, relu, y + r0 * ldy, u0, u1);
   // Weights beyond what L1 holds are streamed from L2 on every call: those
   // are prefetched. Smaller ones stay in L1 from one call to the next, where
   // a prefetch is only an extra instruction.

@@ -15,7 +15,8 @@
 // its outputs' weights transposed, k rows of 16 floats (zeros past n: one
 // 64-byte line per input feature), so the kernel reads whole vectors of
 // outputs per feature. The kernel takes two strips at a time (a panel of 32
-// outputs) where it can. Strips rather than interleaved 32-wide rows: at
+// outputs) where it can; a single row (batch 1), up to 8 (see wide_row in
+// the .cpp). Strips rather than interleaved 32-wide rows: at
 // batch 1 a layer's outputs split over the cores in strips, and a core
 // taking one strip of a 32-wide row still had the other half's lines pulled
 // in by the hardware prefetcher (a 784 x 154 layer split 80 + 74 took as

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "graph_fixtures.h"
 #include "leanai/core/error.h"
 #include "leanai/core/threads.h"
@@ -241,6 +243,54 @@ TEST(Plan, WorkerPlansAreCompiledForOneThread) {
     EXPECT_EQ(num_threads(), 2) << "compiling a worker's plan gives the thread count back";
   }
   unsetenv("LEANAI_LINEAR_KERNEL");
+  set_num_threads(threads);
+}
+
+// At batch 1 a packed layer that may split over the threads is timed split
+// and on one core in the whole net, and the faster form is what the plan runs
+// and reports; the choice is cached beside the kernel choices. Untimed (or
+// with the kernel forced) the lowering's choice stands and nothing is timed.
+TEST(Plan, SplitOrOneCoreIsTimedInTheWholeNet) {
+  const int threads = num_threads();
+  set_num_threads(2);
+  const Graph g = two_layer_mlp(8);  // fc1: 80 x 256, 80 KB, may split
+  const Tensor x = random_tensor({1, 256}, 9);
+  auto settled_forms = [] {  // as kernel_choices.json records them
+    std::vector<std::string> forms;
+    std::ifstream in(kernel_cache_path());
+    if (!in) return forms;
+    const nlohmann::json choices = nlohmann::json::parse(in);
+    for (const auto& [key, value] : choices.items())
+      if (key.find("split or not") != std::string::npos && key.find(" plan ") != std::string::npos)
+        forms.push_back(value.get<std::string>());
+    return forms;
+  };
+  for (const char* how : {"timed", "untimed", "forced"}) {
+    TempDir cache;
+    setenv("LEANAI_CACHE_DIR", cache.path().c_str(), 1);
+    if (std::string(how) == "forced") setenv("LEANAI_LINEAR_KERNEL", "packed", 1);
+    CompileOptions o;
+    o.tune = std::string(how) != "untimed";
+    EXPECT_LT(plan_vs_executor(g, x, o), kTolerance) << how;
+    Plan plan(g, o);
+    plan.run(x);
+    const std::vector<std::string> forms = settled_forms();
+    int split = 0, packed = 0;
+    for (const PlanStep& s : plan.steps(1)) {
+      split += s.detail.find("over the threads") != std::string::npos;
+      packed += s.detail.rfind("leanai packed GEMM", 0) == 0;
+    }
+    EXPECT_EQ(packed, std::string(how) == "untimed" ? 0 : 2) << how;  // untimed: oneDNN's inner product
+    if (std::string(how) == "timed") {
+      ASSERT_EQ(forms.size(), 1u) << "one layer may split";
+      EXPECT_TRUE(forms[0] == "split" || forms[0] == "one core") << forms[0];
+      EXPECT_EQ(split, forms[0] == "split" ? 1 : 0) << "the plan runs the settled form";
+    } else {
+      EXPECT_TRUE(forms.empty()) << how;
+    }
+    unsetenv("LEANAI_LINEAR_KERNEL");
+  }
+  setenv("LEANAI_CACHE_DIR", kCacheDir.path().c_str(), 1);
   set_num_threads(threads);
 }
 

@@ -24,13 +24,15 @@ constexpr int kWarmup = 3;
 constexpr int kTimedRuns = 15;  // rounds
 
 // Median milliseconds of each candidate, timed in turns (one run of each per
-// round), so a slow spell of a shared machine hits every candidate alike.
-std::vector<double> median_ms(const std::vector<KernelCandidate>& candidates) {
+// round), so a slow spell of a shared machine hits every candidate alike;
+// each timed run after `settle_runs` untimed ones of the same candidate.
+std::vector<double> median_ms(const std::vector<KernelCandidate>& candidates, int settle_runs) {
   for (const KernelCandidate& c : candidates)
     for (int i = 0; i < kWarmup; ++i) c.run();
   std::vector<std::vector<double>> ms(candidates.size());
   for (int round = 0; round < kTimedRuns; ++round)
     for (size_t i = 0; i < candidates.size(); ++i) {
+      for (int r = 0; r < settle_runs; ++r) candidates[i].run();
       auto t0 = std::chrono::steady_clock::now();
       candidates[i].run();
       ms[i].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
@@ -69,7 +71,8 @@ int forced_kernel(const char* env, const std::vector<KernelCandidate>& candidate
   return -1;
 }
 
-int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& candidates, bool measure) {
+int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& candidates, bool measure,
+                  int settle_runs) {
   if (candidates.size() <= 1) return 0;
   if (const char* tune = std::getenv("LEANAI_TUNE"); tune && std::string(tune) == "0") measure = false;
   static const std::string cpu = detect_cpu_features().model_name;
@@ -86,7 +89,7 @@ int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& ca
     }
   }
   if (!measure) return 0;
-  const std::vector<double> ms = median_ms(candidates);
+  const std::vector<double> ms = median_ms(candidates, settle_runs);
   const int best = static_cast<int>(std::min_element(ms.begin(), ms.end()) - ms.begin());
   if (const char* verbose = std::getenv("LEANAI_TUNE_VERBOSE"); verbose && *verbose == '1')
     for (size_t i = 0; i < candidates.size(); ++i)

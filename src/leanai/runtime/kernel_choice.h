@@ -21,8 +21,13 @@ struct KernelCandidate {
 };
 
 // Index of the candidate to use for `key` (the CPU and thread count are added
-// to the key here). Measures on a cache miss when `measure` is set.
-int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& candidates, bool measure);
+// to the key here). Measures on a cache miss when `measure` is set. The
+// candidates are timed in turns; settle_runs untimed runs of a candidate
+// before each timed one let it find its data where it leaves it (a net whose
+// layer is split keeps half its weights in the other core's cache, and a
+// candidate timed straight after that one found them there).
+int choose_kernel(const std::string& key, const std::vector<KernelCandidate>& candidates, bool measure,
+                  int settle_runs = 0);
 
 std::string kernel_cache_path();
 

@@ -38,7 +38,16 @@ struct PackedLinear {
 class PackedLinearStep : public OneToOneStep {
  public:
   PackedLinear layer;
+  std::string notes;  // what the step detail says after the form
   void run() override { layer.run(src_shape()[0], static_cast<const float*>(src()), static_cast<float*>(dst())); }
+  bool can_split() const override { return packed_gemm_panels_can_split(layer.out, layer.in); }
+  bool split() const override { return can_split() && !layer.one_core; }
+  void set_split(bool split) override {
+    layer.one_core = !split;
+    info.detail = std::string(this->split() ? "leanai packed GEMM, output strips over the threads"
+                                            : "leanai packed GEMM, on one core") +
+                  notes;
+  }
 };
 
 // Whether a sample's features lie in plain order, as w's columns do.
@@ -117,11 +126,9 @@ int lower_packed_linear(LoweringContext& c, const Node& n, int x, const std::vec
   const int out = new_value(c, y, plain_desc(y));
   step->reads = {x};
   step->writes = {out};
-  step->info = {name_of(n), "linear",
-                std::string(one_core || !packed_gemm_panels_can_split(l.out, l.in)
-                                ? "leanai packed GEMM, on one core"
-                                : "leanai packed GEMM, output strips over the threads") +
-                    std::string(reordered ? ", reads 4-D in its layout" : "") + post_op_note(n)};
+  step->info = {name_of(n), "linear", ""};
+  step->notes = std::string(reordered ? ", reads 4-D in its layout" : "") + post_op_note(n);
+  step->set_split(!one_core);
   c.instance().steps.push_back(std::move(step));
   return out;
 }

@@ -105,6 +105,9 @@ class Plan {
   // How a batch size runs, measured once per batch size (cached).
   BatchSplit split_for(int64_t batch);
   Tensor probe_input(int64_t batch) const;  // random, fixed seed: what a split is timed on
+  // Split or one core for each step that may run either way, timed in the whole plan.
+  void settle_splits(runtime::Instance& inst, int64_t batch);
+  std::string fingerprint() const;  // of the graph, for the cached choices
 
   Graph graph_;
   Shape sample_shape_;  // of the one input, without the batch axis

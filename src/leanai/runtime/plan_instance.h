@@ -70,6 +70,12 @@ class Step {
   virtual ~Step() = default;
   virtual void bind(Instance& inst) = 0;  // after memory planning
   virtual void run() = 0;
+  // A step that can run split over the threads or on one core, to the same
+  // bits (a packed batch-1 linear layer): the Plan times both forms in the
+  // whole net (Plan::settle_splits), where a layer alone was timed wrong.
+  virtual bool can_split() const { return false; }
+  virtual bool split() const { return false; }
+  virtual void set_split(bool) {}
   PlanStep info;
   std::vector<int> reads, writes;  // values
 };

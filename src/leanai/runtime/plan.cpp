@@ -193,7 +193,8 @@ Plan::BatchSplit Plan::split_for(int64_t batch) {
     for (const BatchSplit& o : options)
       candidates.push_back({std::to_string(o.workers) + " worker(s) x chunks of " + std::to_string(o.chunk),
                             [this, &probe, o] { run_split(probe, o); }});
-    chosen = options[choose_kernel("plan " + fingerprint() + " batch " + std::to_string(batch), candidates, options_.tune)];
+    const std::string key = "plan " + fingerprint() + " batch " + std::to_string(batch);
+    chosen = options[choose_kernel(key, candidates, options_.tune)];
     // Drop the plans only the losing splits used (their arenas and packed weights).
     for (auto it = instances_.begin(); it != instances_.end();)
       it = before.count(it->first) || runs_on(chosen, batch, it->first) ? std::next(it) : instances_.erase(it);

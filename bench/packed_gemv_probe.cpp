@@ -8,29 +8,16 @@
 //   g++ -O2 -std=c++20 -fopenmp -Isrc bench/packed_gemv_probe.cpp build/libleanai.a -lhwy -ldnnl -lfmt -o /tmp/gemv
 //   /tmp/gemv 80 784 1      # n k threads [rows]
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
 
 #include "leanai/core/threads.h"
 #include "leanai/kernels/packed_gemm.h"
+#include "probe_timing.h"
 
-namespace {
-
-template <typename F>
-double percentile_us(F&& call, double q) {
-  std::vector<double> t;
-  for (int r = 0; r < 20000; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    call();
-    t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[static_cast<size_t>(q * static_cast<double>(t.size() - 1))];
-}
-
-}  // namespace
+using leanai::probe::percentile_us;
+constexpr int kRuns = 20000;
 
 int main(int argc, char** argv) {
   if (argc != 4 && argc != 5) {
@@ -49,12 +36,12 @@ int main(int argc, char** argv) {
   auto layer = [&] {
     leanai::packed_gemm_by_panels(m, x.data(), k, {packed.data<float>(), n, k}, b.data(), true, y.data(), n);
   };
-  const double p50 = percentile_us(layer, 0.5), p10 = percentile_us(layer, 0.1);
+  const double p50 = percentile_us(layer, 0.5, kRuns), p10 = percentile_us(layer, 0.1, kRuns);
   std::printf("rows %lld n %lld k %lld threads %d: p50 %.2f us p10 %.2f\n", static_cast<long long>(m),
               static_cast<long long>(n), static_cast<long long>(k), threads, p50, p10);
   auto empty = [] {
 #pragma omp parallel
     { asm volatile(""); }
   };
-  std::printf("empty region p50 %.2f us\n", percentile_us(empty, 0.5));
+  std::printf("empty region p50 %.2f us\n", percentile_us(empty, 0.5, kRuns));
 }

@@ -10,7 +10,6 @@
 //       -lhwy -ldnnl -lfmt -lz -lprotobuf -o /tmp/pair
 //   /tmp/pair A.leanai B.leanai BATCH ROUNDS RUNS
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -18,18 +17,12 @@
 #include "leanai/core/rng.h"
 #include "leanai/io/model_file.h"
 #include "leanai/runtime/plan.h"
+#include "probe_timing.h"
 
 namespace {
 
 double p50_us(leanai::Plan& plan, const leanai::Tensor& x, int runs) {
-  std::vector<double> t;
-  for (int i = 0; i < runs; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    plan.run(x);
-    t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-  return t[t.size() / 2];
+  return leanai::probe::percentile_us([&] { plan.run(x); }, 0.5, runs);
 }
 
 double median(std::vector<double> v) {

@@ -8,30 +8,13 @@
 //
 //   g++ -O2 -std=c++20 -fopenmp -Isrc bench/small_conv_probe.cpp build/libleanai.a -lhwy -ldnnl -lfmt -o /tmp/conv
 //   /tmp/conv 3 32 32      # in_c out_c size
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
 
 #include "leanai/core/threads.h"
 #include "leanai/kernels/f32_small_conv.h"
-
-namespace {
-
-template <typename F>
-double median_us(F&& call) {
-  std::vector<double> t;
-  for (int r = 0; r < 5000; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    call();
-    t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-}  // namespace
+#include "probe_timing.h"
 
 int main(int argc, char** argv) {
   if (argc != 4) {
@@ -48,7 +31,7 @@ int main(int argc, char** argv) {
     s.split_rows = split;
     const leanai::F32SmallConv conv(s, w.data(), b.data());
     std::printf("%s:", split ? "rows split over 2 threads" : "one core");
-    for (int i = 0; i < 3; ++i) std::printf(" %.2f", median_us([&] { conv.run(x.data(), 1, y.data()); }));
+    for (int i = 0; i < 3; ++i) std::printf(" %.2f", leanai::probe::percentile_us([&] { conv.run(x.data(), 1, y.data()); }, 0.5, 5000));
     std::printf(" us\n");
   }
 }

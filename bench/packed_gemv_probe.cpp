@@ -7,7 +7,6 @@
 //
 //   g++ -O2 -std=c++20 -fopenmp -Isrc bench/packed_gemv_probe.cpp build/libleanai.a -lhwy -ldnnl -lfmt -o /tmp/gemv
 //   /tmp/gemv 80 784 1      # n k threads [rows]
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>

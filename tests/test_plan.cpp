@@ -265,33 +265,46 @@ TEST(Plan, SplitOrOneCoreIsTimedInTheWholeNet) {
         forms.push_back(value.get<std::string>());
     return forms;
   };
-  for (const char* how : {"timed", "untimed", "forced"}) {
+  bool fc1_on_onednn = false;
+  for (const std::string how : {"untimed", "forced", "timed"}) {
     TempDir cache;
     setenv("LEANAI_CACHE_DIR", cache.path().c_str(), 1);
-    if (std::string(how) == "forced") setenv("LEANAI_LINEAR_KERNEL", "packed", 1);
+    if (how == "forced") setenv("LEANAI_LINEAR_KERNEL", "packed", 1);
     CompileOptions o;
-    o.tune = std::string(how) != "untimed";
+    o.tune = how != "untimed";
     EXPECT_LT(plan_vs_executor(g, x, o), kTolerance) << how;
     Plan plan(g, o);
     plan.run(x);
     const std::vector<std::string> forms = settled_forms();
     int split = 0, packed = 0;
+    bool fc1_packed = false, first_linear = true;
     for (const PlanStep& s : plan.steps(1)) {
+      const bool is_packed = s.detail.rfind("leanai packed GEMM", 0) == 0;
       split += s.detail.find("over the threads") != std::string::npos;
-      packed += s.detail.rfind("leanai packed GEMM", 0) == 0;
+      packed += is_packed;
+      if (s.kind == "linear" && first_linear) fc1_packed = is_packed, first_linear = false;
     }
-    EXPECT_EQ(packed, std::string(how) == "untimed" ? 0 : 2) << how;  // untimed: oneDNN's inner product
-    if (std::string(how) == "timed") {
+    if (how == "untimed") {
+      EXPECT_EQ(packed, 0) << "untimed: oneDNN's inner product";
+    }
+    if (how == "forced") {
+      EXPECT_EQ(packed, 2);
+    }
+    if (how == "timed" && fc1_packed) {
       ASSERT_EQ(forms.size(), 1u) << "one layer may split";
       EXPECT_TRUE(forms[0] == "split" || forms[0] == "one core") << forms[0];
       EXPECT_EQ(split, forms[0] == "split" ? 1 : 0) << "the plan runs the settled form";
     } else {
       EXPECT_TRUE(forms.empty()) << how;
     }
+    // Which kernel runs fc1 when timed is the lowering's choice: an
+    // instrumented build (ASan) can find oneDNN's faster, leaving no split.
+    fc1_on_onednn = how == "timed" && !fc1_packed;
     unsetenv("LEANAI_LINEAR_KERNEL");
   }
   setenv("LEANAI_CACHE_DIR", kCacheDir.path().c_str(), 1);
   set_num_threads(threads);
+  if (fc1_on_onednn) GTEST_SKIP() << "timed, fc1 ran oneDNN's kernel here: no split to settle";
 }
 
 // The same after a convolution, whose output oneDNN keeps in its own layout

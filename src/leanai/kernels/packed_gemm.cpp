@@ -26,6 +26,18 @@ constexpr int kVectors = static_cast<int>(kGemmPanel / hn::MaxLanes(Tag()));
 constexpr int kRegisters = kVectors <= 2 ? 32 : 16;  // 16-float vectors: AVX-512
 constexpr int kTileRows = std::max(1, std::min(12, kRegisters - kVectors - 1) / kVectors);
 
+// The bias for a tile of `width` columns starting at j0, of which `cols`
+// exist: bias + j0, or, for a partial tile, a copy padded with zeros into
+// `pad` (at least `width` floats), so the tile loads whole vectors. Null
+// without a bias.
+inline const float* tile_bias(const float* bias, int64_t j0, int64_t cols, int64_t width, float* pad) {
+  if (!bias) return nullptr;
+  if (cols == width) return bias + j0;
+  std::fill(pad, pad + width, 0.0f);
+  std::memcpy(pad, bias + j0, static_cast<size_t>(cols) * sizeof(float));
+  return pad;
+}
+
 // y rows [0, kRows) x one panel's columns [0, cols), over all of k, for a
 // panel of kPanelVectors vectors: two strips (kVectors), or one (half as
 // many). A panel's second strip starts `strip_floats` after its first.
@@ -135,16 +147,11 @@ void wide_row_tiles(const float* x_row, const float* strips, int64_t n, int64_t 
                     float* y, int64_t u0, int64_t u1) {
   const int64_t strip_floats = kGemmStrip * k, tile_strips = std::max<int64_t>(1, kW / kStripVectors);
   const float* x_rows[1] = {x_row};
-  HWY_ALIGN float tile_bias[kWideVectors * kGemmStrip];
+  HWY_ALIGN float pad[kWideVectors * kGemmStrip];
   for (int64_t u = u0; u < u1; u += tile_strips) {
     const int64_t strips_here = std::min(u1 - u, tile_strips), j0 = u * kGemmStrip;
     const int64_t cols = std::min(strips_here * kGemmStrip, n - j0);
-    const float* b = bias ? bias + j0 : nullptr;
-    if (bias && cols < strips_here * kGemmStrip) {  // padded, so the tile loads whole vectors
-      std::fill(tile_bias, tile_bias + strips_here * kGemmStrip, 0.0f);
-      std::memcpy(tile_bias, bias + j0, static_cast<size_t>(cols) * sizeof(float));
-      b = tile_bias;
-    }
+    const float* b = tile_bias(bias, j0, cols, strips_here * kGemmStrip, pad);
     const float* panel = strips + u * strip_floats;
     switch (strips_here * kStripVectors) {
 #define LEANAI_WIDE_TILE(V)                                                                                  \
@@ -235,24 +242,19 @@ void cut_panel_rows(bool stream, const float* x, int64_t ldx, const int64_t* row
 void PackedGemmBlock(const float* x, int64_t ldx, const int64_t* rows, const float* strips, int64_t n, int64_t k,
                      const float* bias, bool relu, float* y, int64_t ldy, int64_t r0, int64_t r1, int64_t u0,
                      int64_t u1, bool may_prefetch) {
-  const int64_t strip_floats = kGemmStrip * k, strips_in_matrix = (n + kGemmStrip - 1) / kGemmStrip;
   if (kHasWideRows && r1 - r0 == 1)
     return wide_row(x + (rows ? rows[r0] : r0) * ldx, strips, n, k, bias, relu, y + r0 * ldy, u0, u1);
+  const int64_t strip_floats = kGemmStrip * k, strips_in_matrix = (n + kGemmStrip - 1) / kGemmStrip;
   // Weights beyond what L1 holds are streamed from L2 on every call: those
   // are prefetched. Smaller ones stay in L1 from one call to the next, where
   // a prefetch is only an extra instruction.
   constexpr int64_t kStreamBytes = 32 << 10;
   const bool stream = may_prefetch && (u1 - u0) * strip_floats * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
-  HWY_ALIGN float panel_bias[kGemmPanel];
+  HWY_ALIGN float pad[kGemmPanel];
   for (int64_t u = u0; u < u1;) {
     const bool whole = u % 2 == 0 && u + 1 < u1;  // both strips of panel u / 2
-    const int64_t j0 = u * kGemmStrip, cols = std::min(whole ? kGemmPanel : kGemmStrip, n - j0);
-    const float* b = bias ? bias + j0 : nullptr;
-    if (bias && cols < (whole ? kGemmPanel : kGemmStrip)) {  // padded, so the tile loads whole vectors
-      std::fill(panel_bias, panel_bias + kGemmPanel, 0.0f);
-      std::memcpy(panel_bias, bias + j0, static_cast<size_t>(cols) * sizeof(float));
-      b = panel_bias;
-    }
+    const int64_t width = whole ? kGemmPanel : kGemmStrip, j0 = u * kGemmStrip, cols = std::min(width, n - j0);
+    const float* b = tile_bias(bias, j0, cols, width, pad);
     const float* panel = strips + u * strip_floats;
     if (whole)
       cut_panel_rows<kVectors, kVectors>(stream, x, ldx, rows, panel, strip_floats, k, b, relu, y + j0, ldy, r0, r1,
@@ -346,8 +348,8 @@ void packed_gemm_rows(int64_t m, const float* x, int64_t ldx, const int64_t* row
   if (m <= 0 || w.n <= 0) return;
   const int64_t panels = panel_count(w.n), strips = strip_count(w.n);
   auto block = HWY_DYNAMIC_DISPATCH(PackedGemmBlock);
-  // A few rows (an expert or block with one token) stream the weights as a
-  // batch-1 layer does, so they prefetch as it does.
+  // A few rows (2-4: an expert's or block's few tokens) stream the weights
+  // from L2, so they prefetch (one row takes wide_row, which needs none).
   constexpr int64_t kStreamRows = 4;
   if (!packed_gemm_worth_splitting(m * w.n * w.k))
     return block(x, ldx, rows, w.strips, w.n, w.k, bias, relu, y, ldy, 0, m, 0, strips, m <= kStreamRows);

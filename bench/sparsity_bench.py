@@ -22,8 +22,9 @@ multiply-adds per sample (router 16x256 + 3 expert MLPs = 2x256x200).
 
 FLOPs are the compiled model's per sample (gated-off neurons compacted away;
 for input gates and MoE, only the blocks/experts each input runs). Latency is
-`leanai bench --threads 2` at batch 1 and 256, p50 of each round; ROUNDS rounds
-run every arm of a task back to back, each round choosing kernels and splits
+`leanai bench --threads 2` at batch 1 and 256, p50 of each round; in each of
+ROUNDS rounds one `leanai bench` times all arms of a task side by side (in
+turns of about 5 ms, 1 s per arm and batch size), choosing kernels and splits
 afresh, and speed-ups are per-round ratios to the dense model, medians over
 rounds. Only seed 0's models are timed.
 
@@ -132,15 +133,21 @@ def train(task, arm, seed, done):
 def bench_round(task, rnd, done):
     if ("latency", task, "all", rnd) in done:
         return
-    row = {"kind": "latency", "task": task, "arm": "all", "round": rnd, "p50_ms": {}}
+    row = {"kind": "latency", "task": task, "arm": "all", "round": rnd, "side_by_side": True, "p50_ms": {}}
+    arms = TASK_ARMS[task]
     # Each round chooses kernels and batch splits afresh: a choice cached once
-    # for the whole run would carry one noisy timing into every round.
+    # for the whole run would carry one noisy timing into every round. All the
+    # task's arms are timed side by side in one process, in turns of about 5 ms,
+    # so each ratio compares nets run under the same load; --runs lifts the cap
+    # on runs so the time budget decides.
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, LEANAI_CACHE_DIR=cache)
-        for arm in TASK_ARMS[task]:
-            lines = run_json([LEANAI, "bench", model_path(task, arm, 0), "--batch", "1,256", "--threads", THREADS,
-                              "--seconds", "1", "--json"], env)
-            row["p50_ms"][arm] = {str(l["batch"]): l["p50_ms"] for l in lines if l.get("runner") == "leanai"}
+        lines = run_json([LEANAI, "bench"] + [model_path(task, arm, 0) for arm in arms] +
+                         ["--batch", "1,256", "--threads", THREADS, "--seconds", "1", "--runs", "1000000", "--json"], env)
+    for arm in arms:
+        path = model_path(task, arm, 0)
+        row["p50_ms"][arm] = {str(l["batch"]): l["p50_ms"] for l in lines
+                              if l.get("runner") == "leanai" and l.get("model") == path}
     record(row, done)
 
 

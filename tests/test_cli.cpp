@@ -661,6 +661,31 @@ TEST_F(Cli, BenchReportsBothRunnersAndLayers) {
   expect_clean_error({"bench", "mlp", "--recommend", "fast"}, {"--recommend"});
 }
 
+TEST_F(Cli, BenchTimesSeveralModelsSideBySide) {
+  Result r = run({"bench", "mlp", "cnn", "--batch", "1,2", "--seconds", "0.05", "--runs", "10", "--json"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::set<std::pair<std::string, int64_t>> rows;
+  for (const json& j : r.json_lines()) {
+    rows.insert({j.at("model").get<std::string>(), j.at("batch").get<int64_t>()});
+    EXPECT_GE(j.at("runs").get<int64_t>(), 10);
+    const double speedup = j.at("speedup_vs_first").get<double>();
+    // The CNN has 5 times the MLP's FLOPs: the ratio is its own, not the first model's.
+    if (j.at("model") == "mlp") {
+      EXPECT_DOUBLE_EQ(speedup, 1.0);
+    } else {
+      EXPECT_LT(speedup, 1.0);
+    }
+  }
+  const std::set<std::pair<std::string, int64_t>> want = {{"mlp", 1}, {"mlp", 2}, {"cnn", 1}, {"cnn", 2}};
+  EXPECT_EQ(rows, want);
+  Result text = run({"bench", "mlp", "mlp", "--batch", "1", "--seconds", "0.05", "--runs", "10"});
+  ASSERT_EQ(text.rc, 0) << text.err;
+  EXPECT_NE(text.out.find("[2] mlp"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("vs [1]"), std::string::npos) << text.out;
+  expect_clean_error({"bench", "mlp", "cnn", "--compare"}, {"--compare", "one model"});
+  expect_clean_error({"bench", "mlp", "cnn", "--recommend", "latency"}, {"--recommend", "one model"});
+}
+
 TEST_F(Cli, BenchRecommendsAParallelSplit) {
   Result r = run({"bench", "mlp", "--recommend", "throughput", "--seconds", "0.05", "--threads", "2", "--json"});
   ASSERT_EQ(r.rc, 0) << r.err;

@@ -1,11 +1,15 @@
 // leanai bench: latency percentiles, throughput, memory and per-layer time of
 // a model run by the compiled runtime; --compare puts the unoptimized
-// Executor (what training and `eval` use) beside it.
+// Executor (what training and `eval` use) beside it, and several models are
+// timed side by side, each against the first.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -23,7 +27,7 @@ namespace leanai::cli {
 namespace {
 
 struct BenchOptions {
-  std::string model;
+  std::vector<std::string> models;  // several: timed side by side
   std::string batches = "1,256";
   std::string input_shape = "1,28,28";
   int64_t classes = 10;
@@ -38,6 +42,7 @@ struct BenchOptions {
 };
 
 struct Row {
+  std::string model;
   std::string runner;
   int64_t batch;
   LatencyStats stats;
@@ -52,42 +57,55 @@ double flops_per_sample(Graph g) {
   return ex.flops_per_sample();
 }
 
-// Each runner is built from a fresh load, so its memory is what a deployment
-// holding only that runner would hold (the plan drops the loaded graph).
-Row bench_plan(const BenchOptions& o, int64_t batch, double flops, const TimingSettings& t,
-               std::vector<PlanStep>* layer_times) {
-  const int64_t heap0 = heap_bytes_in_use();
-  std::optional<Plan> plan;
+// A compiled plan with its input, built from a fresh load, so its memory is
+// what a deployment holding only that runner would hold (the plan drops the
+// loaded graph). One run compiles it before the heap is read.
+struct PlanRunner {
+  std::string model;
+  std::unique_ptr<Plan> plan;
   Tensor x;
+  double memory_mb = 0;
+};
+
+PlanRunner build_plan(const BenchOptions& o, const std::string& model, int64_t batch) {
+  PlanRunner r{model, nullptr, {}, 0};
+  const int64_t heap0 = heap_bytes_in_use();
   {
-    Graph g = load_model_graph(o.model, o.input_shape, o.classes);
-    x = random_model_input(g, batch);
-    plan.emplace(g, CompileOptions{o.threads, true});
+    Graph g = load_model_graph(model, o.input_shape, o.classes);
+    r.x = random_model_input(g, batch);
+    r.plan = std::make_unique<Plan>(g, CompileOptions{o.threads, true});
   }
-  LatencyStats s = time_runs([&] { plan->run(x); }, batch, t);
-  const double mb = static_cast<double>(heap_bytes_in_use() - heap0 - static_cast<int64_t>(x.nbytes())) / 1048576.0;
-  if (layer_times) {
-    plan->set_profiling(true);
-    TimingSettings quick = t;
-    quick.max_seconds = std::min(t.max_seconds, 1.0);
-    time_runs([&] { plan->run(x); }, batch, quick);
-    *layer_times = plan->steps(batch);
-  }
-  return {"leanai", batch, s, mb, flops, flops * s.samples_per_s / 1e9};
+  r.plan->run(r.x);
+  r.memory_mb = static_cast<double>(heap_bytes_in_use() - heap0 - static_cast<int64_t>(r.x.nbytes())) / 1048576.0;
+  return r;
+}
+
+std::vector<PlanStep> profile_steps(PlanRunner& r, int64_t batch, const TimingSettings& t) {
+  r.plan->set_profiling(true);
+  TimingSettings quick = t;
+  quick.max_seconds = std::min(t.max_seconds, 1.0);
+  time_runs([&] { r.plan->run(r.x); }, batch, quick);
+  r.plan->set_profiling(false);
+  return r.plan->steps(batch);
+}
+
+Row plan_row(const PlanRunner& r, int64_t batch, double flops, const LatencyStats& s) {
+  return {r.model, "leanai", batch, s, r.memory_mb, flops, flops * s.samples_per_s / 1e9};
 }
 
 Row bench_executor(const BenchOptions& o, int64_t batch, double flops, const TimingSettings& t) {
+  const std::string& model = o.models.front();
   const int64_t heap0 = heap_bytes_in_use();
-  Graph g = load_model_graph(o.model, o.input_shape, o.classes);
+  Graph g = load_model_graph(model, o.input_shape, o.classes);
   Tensor x = random_model_input(g, batch);
   Executor ex(g);
   LatencyStats s = time_runs([&] { ex.forward({x}); }, batch, t);
   const double mb = static_cast<double>(heap_bytes_in_use() - heap0 - static_cast<int64_t>(x.nbytes())) / 1048576.0;
-  return {"unoptimized", batch, s, mb, flops, flops * s.samples_per_s / 1e9};
+  return {model, "unoptimized", batch, s, mb, flops, flops * s.samples_per_s / 1e9};
 }
 
-json row_json(const BenchOptions& o, const Row& r) {
-  return {{"model", o.model},         {"runner", r.runner},        {"batch", r.batch},
+json row_json(const Row& r) {
+  return {{"model", r.model},         {"runner", r.runner},        {"batch", r.batch},
           {"threads", num_threads()}, {"p50_ms", r.stats.p50_ms},  {"p90_ms", r.stats.p90_ms},
           {"p99_ms", r.stats.p99_ms}, {"mean_ms", r.stats.mean_ms}, {"runs", r.stats.runs},
           {"samples_per_s", r.stats.samples_per_s}, {"flops_per_sample", r.flops_per_sample},
@@ -102,10 +120,15 @@ std::string ms_text(double ms) {
   return fmt::format("{:.{}f}", ms, decimals);
 }
 
-void print_row(const Row& r) {
-  std::printf("%-6lld %-12s %9s %9s %9s %12.0f %8.1f %10.2f\n", static_cast<long long>(r.batch), r.runner.c_str(),
+void print_header(const char* runner, const char* extra) {
+  std::printf("%-6s %-12s %9s %9s %9s %12s %8s %10s%s%s\n", "batch", runner, "p50 ms", "p90 ms", "p99 ms", "samples/s",
+              "GFLOP/s", "memory MB", *extra ? " " : "", extra);
+}
+
+void print_row(const Row& r, const std::string& extra = "") {
+  std::printf("%-6lld %-12s %9s %9s %9s %12.0f %8.1f %10.2f%s%s\n", static_cast<long long>(r.batch), r.runner.c_str(),
               ms_text(r.stats.p50_ms).c_str(), ms_text(r.stats.p90_ms).c_str(), ms_text(r.stats.p99_ms).c_str(),
-              r.stats.samples_per_s, r.gflops, r.memory_mb);
+              r.stats.samples_per_s, r.gflops, r.memory_mb, extra.empty() ? "" : " ", extra.c_str());
 }
 
 void print_change(const Row& before, const Row& after) {
@@ -118,7 +141,7 @@ void print_change(const Row& before, const Row& after) {
 }
 
 void run_recommend(const BenchOptions& o) {
-  const Graph g = load_model_graph(o.model, o.input_shape, o.classes);
+  const Graph g = load_model_graph(o.models.front(), o.input_shape, o.classes);
   const ServingGoal goal = o.recommend == "latency" ? ServingGoal::latency : ServingGoal::throughput;
   ServingAdvice s = advise_serving(g, goal, o.threads, std::min(o.seconds, 1.0));
   TrainingAdvice t = advise_training(g, o.train_batch);
@@ -148,64 +171,128 @@ void run_recommend(const BenchOptions& o) {
               t.strategy.c_str(), t.why.c_str(), t.beyond_one_machine.c_str());
 }
 
-void run_bench(const BenchOptions& o) {
-  if (!o.recommend.empty()) return run_recommend(o);
-  apply_threads(o.threads);
-  check(o.seconds > 0 && o.seconds <= 600, "--seconds must be in (0, 600]");
-  Shape batches = parse_shape(o.batches, "--batch");
+struct ModelFlops {
+  double all = 0, active = 0;  // active: what the compiled plan runs
+};
+
+ModelFlops model_flops(const BenchOptions& o, const std::string& model) {
   // The Executor runs every neuron of a gated model (masking the off ones);
   // the compiled plan runs its compacted form, so its GFLOP/s count only that.
-  const Graph graph = load_model_graph(o.model, o.input_shape, o.classes);
-  const double flops = flops_per_sample(graph);
-  const double active_flops = active_flops_per_sample(graph);
-  TimingSettings t;
-  t.max_seconds = o.seconds;
-  t.max_runs = o.runs;
+  const Graph graph = load_model_graph(model, o.input_shape, o.classes);
+  return {flops_per_sample(graph), active_flops_per_sample(graph)};
+}
+
+void print_model_line(const std::string& label, const ModelFlops& f) {
+  if (f.active < f.all)
+    std::printf("%s: %.2f MFLOP per sample, %.3f active (gated-off neurons not run), %d threads\n", label.c_str(),
+                f.all / 1e6, f.active / 1e6, num_threads());
+  else
+    std::printf("%s: %.2f MFLOP per sample, %d threads\n", label.c_str(), f.all / 1e6, num_threads());
+}
+
+void print_steps(const std::vector<PlanStep>& layer_times, int64_t batch, const std::string& model, bool as_json) {
+  double total = 0;
+  for (const PlanStep& s : layer_times) total += s.ms;
+  if (!as_json && !layer_times.empty()) {
+    const long long per_call = layer_times[0].samples;
+    if (per_call < batch) {
+      std::printf("    per step: ms per call on a chunk of %lld samples (batch %lld runs as chunks), share of the time\n",
+                  per_call, static_cast<long long>(batch));
+    } else {
+      std::printf("    per step: ms per call on the whole batch, share of the time\n");
+    }
+  }
+  for (const PlanStep& s : layer_times) {
+    const double per_call = s.calls ? s.ms / static_cast<double>(s.calls) : 0.0;
+    if (as_json) {
+      print_json({{"model", model}, {"batch", batch}, {"layer", s.name}, {"kind", s.kind}, {"detail", s.detail},
+                  {"ms", per_call}, {"samples_per_call", s.samples}, {"share", total > 0 ? s.ms / total : 0.0}});
+    } else {
+      std::printf("    %-28s %-16s %9s ms %5.1f%%  %s\n", s.name.c_str(), s.kind.c_str(), ms_text(per_call).c_str(),
+                  total > 0 ? 100.0 * s.ms / total : 0.0, s.detail.c_str());
+    }
+  }
+}
+
+// One model: the compiled plan, and with --compare the Executor beside it.
+void bench_one(const BenchOptions& o, const Shape& batches, const TimingSettings& t) {
+  const ModelFlops f = model_flops(o, o.models.front());
   if (!o.json) {
-    if (active_flops < flops)
-      std::printf("%s: %.2f MFLOP per sample, %.3f active (gated-off neurons not run), %d threads\n", o.model.c_str(),
-                  flops / 1e6, active_flops / 1e6, num_threads());
-    else
-      std::printf("%s: %.2f MFLOP per sample, %d threads\n", o.model.c_str(), flops / 1e6, num_threads());
-    std::printf("%-6s %-12s %9s %9s %9s %12s %8s %10s\n", "batch", "runner", "p50 ms", "p90 ms", "p99 ms",
-                "samples/s", "GFLOP/s", "memory MB");
+    print_model_line(o.models.front(), f);
+    print_header("runner", "");
   }
   for (int64_t batch : batches) {
-    std::vector<PlanStep> layer_times;
-    Row after = bench_plan(o, batch, active_flops, t, o.layers ? &layer_times : nullptr);
+    PlanRunner runner = build_plan(o, o.models.front(), batch);
+    const Row after = plan_row(runner, batch, f.active, time_runs([&] { runner.plan->run(runner.x); }, batch, t));
     std::optional<Row> before;
-    if (o.compare) before = bench_executor(o, batch, flops, t);
+    if (o.compare) before = bench_executor(o, batch, f.all, t);
     if (o.json) {
-      print_json(row_json(o, after));
-      if (before) print_json(row_json(o, *before));
+      print_json(row_json(after));
+      if (before) print_json(row_json(*before));
     } else {
       if (before) print_row(*before);
       print_row(after);
       if (before) print_change(*before, after);
     }
-    if (!o.layers) continue;
-    double total = 0;
-    for (const PlanStep& s : layer_times) total += s.ms;
-    if (!o.json && !layer_times.empty()) {
-      const long long per_call = layer_times[0].samples;
-      if (per_call < batch) {
-        std::printf("    per step: ms per call on a chunk of %lld samples (batch %lld runs as chunks), share of the time\n",
-                    per_call, static_cast<long long>(batch));
+    if (o.layers) print_steps(profile_steps(runner, batch, t), batch, runner.model, o.json);
+  }
+}
+
+// Several models timed side by side (time_interleaved), each against the
+// first: on a shared machine their ratio then compares like with like.
+void bench_side_by_side(const BenchOptions& o, const Shape& batches, const TimingSettings& t) {
+  std::vector<ModelFlops> flops;
+  for (const std::string& m : o.models) flops.push_back(model_flops(o, m));
+  auto label = [](size_t i) { return "[" + std::to_string(i + 1) + "]"; };
+  if (!o.json) {
+    std::printf("timed side by side, in turns of about 5 ms each:\n");
+    for (size_t i = 0; i < o.models.size(); ++i) print_model_line(label(i) + " " + o.models[i], flops[i]);
+    print_header("model", "vs [1]");
+  }
+  for (int64_t batch : batches) {
+    // Each model compiled once before its plan is measured, so the kernel
+    // choices cached by the first are not counted in its memory alone.
+    for (const std::string& m : o.models) build_plan(o, m, batch);
+    std::vector<PlanRunner> runners;
+    std::vector<std::function<void()>> runs;
+    for (const std::string& m : o.models) runners.push_back(build_plan(o, m, batch));
+    for (PlanRunner& r : runners) runs.push_back([&r] { r.plan->run(r.x); });
+    const std::vector<LatencyStats> stats = time_interleaved(runs, batch, t);
+    for (size_t i = 0; i < runners.size(); ++i) {
+      Row row = plan_row(runners[i], batch, flops[i].active, stats[i]);
+      const double speedup = stats[0].p50_ms / stats[i].p50_ms;
+      if (o.json) {
+        json j = row_json(row);
+        j["speedup_vs_first"] = speedup;
+        print_json(j);
       } else {
-        std::printf("    per step: ms per call on the whole batch, share of the time\n");
+        row.runner = label(i);
+        print_row(row, fmt::format("{:.2f}x", speedup));
       }
     }
-    for (const PlanStep& s : layer_times) {
-      const double per_call = s.calls ? s.ms / static_cast<double>(s.calls) : 0.0;
-      if (o.json) {
-        print_json({{"batch", batch}, {"layer", s.name}, {"kind", s.kind}, {"detail", s.detail}, {"ms", per_call},
-                    {"samples_per_call", s.samples}, {"share", total > 0 ? s.ms / total : 0.0}});
-      } else {
-        std::printf("    %-28s %-16s %9s ms %5.1f%%  %s\n", s.name.c_str(), s.kind.c_str(), ms_text(per_call).c_str(),
-                    total > 0 ? 100.0 * s.ms / total : 0.0, s.detail.c_str());
-      }
+    if (!o.layers) continue;
+    for (size_t i = 0; i < runners.size(); ++i) {
+      if (!o.json) std::printf("  %s\n", label(i).c_str());
+      print_steps(profile_steps(runners[i], batch, t), batch, runners[i].model, o.json);
     }
   }
+}
+
+void run_bench(const BenchOptions& o) {
+  const bool several = o.models.size() > 1;
+  check(!several || (o.recommend.empty() && !o.compare),
+        "--recommend and --compare take one model; give one model, or drop them to time several side by side");
+  if (!o.recommend.empty()) return run_recommend(o);
+  apply_threads(o.threads);
+  check(o.seconds > 0 && o.seconds <= 600, "--seconds must be in (0, 600]");
+  const Shape batches = parse_shape(o.batches, "--batch");
+  TimingSettings t;
+  t.max_seconds = o.seconds;
+  t.max_runs = o.runs;
+  if (several)
+    bench_side_by_side(o, batches, t);
+  else
+    bench_one(o, batches, t);
 }
 
 }  // namespace
@@ -213,7 +300,9 @@ void run_bench(const BenchOptions& o) {
 void add_bench_command(CLI::App& app) {
   auto opt = std::make_shared<BenchOptions>();
   CLI::App* cmd = app.add_subcommand("bench", "Latency, throughput, memory and per-layer time of a model on this CPU");
-  cmd->add_option("model", opt->model, "model file, preset name or JSON spec")->required();
+  cmd->add_option("model", opt->models,
+                  "model file, preset name or JSON spec; several are timed side by side, each against the first")
+      ->required();
   cmd->add_option("--batch", opt->batches, "batch sizes, comma-separated")->capture_default_str();
   cmd->add_option("--threads", opt->threads, "threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--seconds", opt->seconds, "time budget per batch size and runner")->capture_default_str();

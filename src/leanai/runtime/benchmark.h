@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "leanai/graph/graph.h"
 
@@ -23,6 +24,13 @@ struct LatencyStats {
 };
 
 LatencyStats time_runs(const std::function<void()>& run, int64_t batch, const TimingSettings& settings);
+
+// Several runners timed side by side: blocks of about 5 ms of each take turns
+// until every runner has its runs (settings apply to each; the time budget is
+// max_seconds per runner). Their ratios then compare like with like on a
+// shared machine, where load changes from one second to the next.
+std::vector<LatencyStats> time_interleaved(const std::vector<std::function<void()>>& runs, int64_t batch,
+                                           const TimingSettings& settings);
 
 // A batch of standard-normal inputs for the graph's (single) input.
 Tensor random_model_input(const Graph& graph, int64_t batch, uint64_t seed = 1);

@@ -59,8 +59,14 @@ void Plan::settle_splits(runtime::Instance& inst, int64_t batch) {
     if (s->can_split()) steps.push_back(s.get());
   if (steps.empty()) return;
   const Tensor probe = probe_input(batch);
-  const bool profiling = profiling_;
-  profiling_ = false;  // these runs are not the caller's
+  // These runs are not the caller's: profiling is off for them, and as it was
+  // again on leaving, also on a throw.
+  struct Restore {
+    bool& flag;
+    const bool was;
+    ~Restore() { flag = was; }
+  } restore{profiling_, profiling_};
+  profiling_ = false;
   std::string settled = "plan " + fingerprint() + " batch " + std::to_string(batch);
   for (runtime::Step* s : steps) {
     const bool first = s->split();  // the lowering's choice: kept when not timing
@@ -74,7 +80,6 @@ void Plan::settle_splits(runtime::Instance& inst, int64_t batch) {
     s->set_split(pick == 0 ? first : !first);
     settled += ", " + s->info.name + (s->split() ? " split" : " one core");
   }
-  profiling_ = profiling;
 }
 
 std::string Plan::fingerprint() const { return std::to_string(std::hash<std::string>{}(graph_.to_json().dump())); }

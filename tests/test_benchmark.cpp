@@ -25,7 +25,8 @@ TEST(TimeInterleaved, RunnersTakeTurnsInBlocksUntilEachHasItsRuns) {
   for (size_t i = 1; i < calls.size(); ++i) turns += calls[i] != calls[i - 1];
   // Warm-ups, then blocks: 0 1 | 0 1 0 1 0 1. Timed one after the other would give 1 or 3.
   EXPECT_GE(turns, 6);
-  EXPECT_EQ(std::count(calls.begin(), calls.end(), 0), std::count(calls.begin(), calls.end(), 1));
+  // Timed runs, warm-ups and each block's untimed runs (block sizes come from a first timing).
+  for (int r : {0, 1}) EXPECT_GE(std::count(calls.begin(), calls.end(), r), 3000 + 3);
 }
 
 TEST(TimeInterleaved, EachRunnerKeepsItsOwnTimes) {

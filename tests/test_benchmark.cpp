@@ -43,7 +43,6 @@ TEST(TimeInterleaved, EachRunnerKeepsItsOwnTimes) {
   const std::vector<LatencyStats> stats = time_interleaved(runs, 4, t);
   EXPECT_GE(stats[0].p50_ms, 0.3);
   EXPECT_LT(stats[1].p50_ms, 0.3);
-  EXPECT_GT(stats[1].samples_per_s, stats[0].samples_per_s);
 }
 
 }  // namespace
